@@ -1,0 +1,89 @@
+"""Parameter and batch-norm state initialisation, drawn on the host.
+
+Weights are He-initialised, ``W_l ~ N(0, 2 / n_{l-1})`` of shape
+(n_l, n_{l-1}), biases are zero (n_l, 1).  Numbers come from a seeded host
+NumPy generator and are then placed on the chosen backend, so every backend
+starts from the identical bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np  # host-side RNG only
+
+from .backend import Backend, resolve_backend, resolve_dtype_name
+from .config import BatchNormConfig, as_batchnorm_config
+from .errors import InputValidationError
+
+Array = Any
+
+
+def check_layer_dims(layer_dims: Any) -> list[int]:
+    """Validate ``[n_x, n_1, ..., n_L]``: at least two positive integers."""
+    try:
+        dims = [int(d) for d in layer_dims]
+        exact = all(int(d) == d for d in layer_dims)
+    except (TypeError, ValueError):
+        raise InputValidationError(
+            f"layer_dims: received {layer_dims!r}; expected a list of positive integers such as "
+            "[784, 20, 7, 5, 10]"
+        ) from None
+    if len(dims) < 2 or not exact or any(d <= 0 for d in dims):
+        raise InputValidationError(
+            f"layer_dims: received {list(layer_dims)!r}; expected at least two positive integers "
+            "(input size, ..., number of classes), e.g. [784, 20, 7, 5, 10]"
+        )
+    return dims
+
+
+def initialize_parameters_host(
+    layer_dims: list[int], seed: int = 0, use_batchnorm: bool | BatchNormConfig = False
+) -> dict[str, np.ndarray]:
+    """The float64 host arrays of :func:`initialize_parameters` (keys ``W1, b1, gamma1, beta1, ...``)."""
+    dims = check_layer_dims(layer_dims)
+    bn = as_batchnorm_config(use_batchnorm)
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    n_layers = len(dims) - 1
+    for l in range(1, n_layers + 1):
+        params[f"W{l}"] = rng.standard_normal((dims[l], dims[l - 1])) * np.sqrt(2.0 / dims[l - 1])
+        params[f"b{l}"] = np.zeros((dims[l], 1))
+        if bn is not None and bn.affine and l < n_layers:
+            params[f"gamma{l}"] = np.ones((dims[l], 1))
+            params[f"beta{l}"] = np.zeros((dims[l], 1))
+    return params
+
+
+def initialize_parameters(
+    layer_dims: list[int],
+    seed: int = 0,
+    *,
+    device: str | Backend = "cpu",
+    dtype: str = "float64",
+    use_batchnorm: bool | BatchNormConfig = False,
+) -> dict[str, Array]:
+    """He-initialised parameters for ``layer_dims = [n_x, n_1, ..., n_L]`` on ``device``.
+
+    Returns ``{"W1": (n_1, n_x), "b1": (n_1, 1), ...}``; with batch norm (and
+    its default learnable scale/shift) also ``gamma{l}`` = 1 and ``beta{l}`` = 0
+    of shape (n_l, 1) for every hidden layer ``l``.
+    """
+    backend = resolve_backend(device)
+    dtype = resolve_dtype_name(dtype)
+    host = initialize_parameters_host(layer_dims, seed, use_batchnorm)
+    return {k: backend.asarray(v, dtype) for k, v in host.items()}
+
+
+def initialize_batchnorm_state(
+    layer_dims: list[int], *, device: str | Backend = "cpu", dtype: str = "float64"
+) -> dict[str, Array]:
+    """Running statistics for every hidden layer: ``running_mean{l}`` = 0, ``running_var{l}`` = 1, (n_l, 1)."""
+    dims = check_layer_dims(layer_dims)
+    backend = resolve_backend(device)
+    dtype = resolve_dtype_name(dtype)
+    state = {}
+    for l in range(1, len(dims) - 1):
+        state[f"running_mean{l}"] = backend.asarray(np.zeros((dims[l], 1)), dtype)
+        state[f"running_var{l}"] = backend.asarray(np.ones((dims[l], 1)), dtype)
+    return state

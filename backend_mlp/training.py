@@ -1,0 +1,472 @@
+"""Mini-batch SGD with the report's early stopping, resumable step by step.
+
+Protocol (the report's Sections 4-6): each epoch visits the training set in a
+fresh order drawn on the host by a seeded NumPy generator (the last batch of
+an epoch may be smaller); one mini-batch is one step.  Every ``record_every``
+steps the mini-batch cost is recorded and the validation cost (cross-entropy,
+inference mode) is computed; training stops when it improved by less than
+``min_improvement`` since the previous check, or after ``num_iterations``
+steps.  The parameters of the best validation check are returned.
+
+The dataset sits on the device once; inside the step loop nothing is copied
+between host and device and nothing synchronises, except the cost read-back
+at record steps and one small index upload per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np  # host-side RNG only
+
+from .backend import backend_of, namespace_of
+from .config import BatchNormConfig, as_batchnorm_config
+from .dataset import Dataset
+from .errors import InputValidationError, TrainingDivergedError
+from .initialization import check_layer_dims, initialize_batchnorm_state, initialize_parameters
+from .losses import _cross_entropy, _l2_penalty
+from .network import _backward, _forward, _sgd_step
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of one training run (the report's defaults)."""
+
+    layer_dims: tuple[int, ...] = (784, 20, 7, 5, 10)
+    learning_rate: float = 0.009
+    num_iterations: int = 100_000
+    batch_size: int = 256
+    l2_lambda: float = 0.0
+    batchnorm: BatchNormConfig | None = None
+    seed: int = 0
+    record_every: int = 100
+    early_stopping: bool = True
+    min_improvement: float = 1e-4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer_dims", tuple(check_layer_dims(self.layer_dims)))
+        object.__setattr__(self, "batchnorm", as_batchnorm_config(self.batchnorm))
+        _positive("learning_rate", self.learning_rate, "0.009")
+        _positive_int("num_iterations", self.num_iterations)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("record_every", self.record_every)
+        if (
+            not (isinstance(self.l2_lambda, (int, float)) and math.isfinite(self.l2_lambda))
+            or self.l2_lambda < 0
+        ):
+            raise InputValidationError(
+                f"l2_lambda: received {self.l2_lambda!r}; expected a finite number >= 0 (0 disables L2)"
+            )
+        if not isinstance(self.min_improvement, (int, float)) or not self.min_improvement >= 0:
+            raise InputValidationError(
+                f"min_improvement: received {self.min_improvement!r}; expected a number >= 0"
+            )
+
+
+def _positive(name: str, value: Any, example: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise InputValidationError(
+            f"{name}: received {value!r}; expected a positive number such as {example}"
+        )
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InputValidationError(f"{name}: received {value!r}; expected a positive integer")
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue a run exactly where it stopped.
+
+    ``order``/``position``: the current epoch's host permutation and how many
+    of its samples were used; ``rng_state``: the shuffling generator's state
+    after drawing ``order``.  ``costs``/``val_costs``: ``(step, cost)`` pairs.
+    """
+
+    parameters: dict[str, Array]
+    bn_state: dict[str, Array]
+    step: int = 0
+    epochs_completed: int = 0
+    order: np.ndarray | None = None
+    position: int = 0
+    rng_state: dict[str, Any] | None = None
+    costs: list[tuple[int, float]] = field(default_factory=list)
+    val_costs: list[tuple[int, float]] = field(default_factory=list)
+    best_val_cost: float = math.inf
+    best_step: int = 0
+    best_parameters: dict[str, Array] | None = None
+    best_bn_state: dict[str, Array] | None = None
+    stopped_reason: str | None = None
+    elapsed_seconds: float = 0.0
+
+    def epochs(self, n_samples: int) -> float:
+        """Epochs done so far, fractional (samples seen / training set size)."""
+        return self.epochs_completed + self.position / n_samples
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Reported at every record step: costs are host floats."""
+
+    step: int
+    epoch: float
+    train_cost: float
+    val_cost: float | None
+    elapsed_seconds: float
+    num_iterations: int
+
+
+@dataclass
+class TrainingResult:
+    """The outcome of :func:`train`.  Unpacks like the report: ``parameters, costs = result``.
+
+    ``parameters``/``bn_state``: best validation check (or last step without
+    validation data); ``costs``: mini-batch costs every ``record_every`` steps.
+    """
+
+    parameters: dict[str, Array]
+    bn_state: dict[str, Array]
+    costs: list[float]
+    config: TrainingConfig
+    state: TrainingState
+    n_train: int
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.parameters, self.costs))
+
+    @property
+    def steps(self) -> int:
+        return self.state.step
+
+    @property
+    def epochs(self) -> float:
+        return self.state.epochs(self.n_train)
+
+    @property
+    def best_step(self) -> int:
+        return self.state.best_step
+
+    @property
+    def val_costs(self) -> list[float]:
+        return [c for _, c in self.state.val_costs]
+
+    @property
+    def recorded_steps(self) -> list[int]:
+        return [s for s, _ in self.state.costs]
+
+    @property
+    def stopped_reason(self) -> str | None:
+        return self.state.stopped_reason
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised on Ctrl-C between steps; ``.state`` is consistent and can be checkpointed."""
+
+    def __init__(self, state: TrainingState) -> None:
+        super().__init__("training interrupted")
+        self.state = state
+
+
+def new_training_state(config: TrainingConfig, train_data: Dataset) -> TrainingState:
+    """Fresh parameters (seeded He init) and running statistics on the data's backend."""
+    backend = backend_of(train_data.X_rows)
+    dtype = str(train_data.X_rows.dtype).rsplit(".", 1)[-1]
+    dims = config.layer_dims
+    params = initialize_parameters(
+        dims, config.seed, device=backend, dtype=dtype, use_batchnorm=config.batchnorm
+    )
+    bn_state = initialize_batchnorm_state(dims, device=backend, dtype=dtype) if config.batchnorm else {}
+    return TrainingState(parameters=params, bn_state=bn_state)
+
+
+def train(
+    train_data: Dataset,
+    config: TrainingConfig,
+    val_data: Dataset | None = None,
+    *,
+    state: TrainingState | None = None,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    checkpoint_callback: Callable[[TrainingState], None] | None = None,
+) -> TrainingResult:
+    """Train (or resume from ``state``) and return a :class:`TrainingResult`.
+
+    Raises :class:`TrainingDivergedError` (``.result`` holds the best
+    parameters) on a non-finite cost and :class:`TrainingInterrupted`
+    (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
+    """
+    _check_data(train_data, val_data, config)
+    xp = namespace_of(train_data.X_rows, train_data.Y_rows)
+    if state is None:
+        state = new_training_state(config, train_data)
+    loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback)
+    loop.run()
+    return loop.result()
+
+
+def _check_data(train_data: Dataset, val_data: Dataset | None, config: TrainingConfig) -> None:
+    dims = config.layer_dims
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is None:
+            continue
+        if data.n_features != dims[0]:
+            raise InputValidationError(
+                f"layer_dims: first entry is {dims[0]} but {name} has {data.n_features} features; "
+                "expected them to be equal"
+            )
+        if data.n_classes != dims[-1]:
+            raise InputValidationError(
+                f"layer_dims: last entry is {dims[-1]} but {name} has {data.n_classes} classes; "
+                "expected them to be equal"
+            )
+    if config.batch_size > train_data.n_samples:
+        raise InputValidationError(
+            f"batch_size: received {config.batch_size}; expected at most the {train_data.n_samples} "
+            "training samples"
+        )
+
+
+class _Loop:
+    """The step loop of :func:`train`; one instance per call."""
+
+    def __init__(
+        self,
+        xp: Any,
+        train_data: Dataset,
+        val_data: Dataset | None,
+        config: TrainingConfig,
+        state: TrainingState,
+        callback: Callable[[ProgressEvent], None] | None,
+        checkpoint_callback: Callable[[TrainingState], None] | None,
+    ) -> None:
+        self.xp = xp
+        self.data = train_data
+        self.val = val_data
+        self.config = config
+        self.state = state
+        self.callback = callback
+        self.checkpoint_callback = checkpoint_callback
+        self.backend = backend_of(train_data.X_rows)
+        self.L = len(config.layer_dims) - 1
+        self.rng = np.random.default_rng((config.seed, 1))
+        if state.rng_state is not None:
+            self.rng.bit_generator.state = state.rng_state
+        self.device_order: Array | None = None
+
+    def run(self) -> None:
+        st, cfg = self.state, self.config
+        start = time.perf_counter() - st.elapsed_seconds
+        try:
+            while st.step < cfg.num_iterations and st.stopped_reason is None:
+                idx = self._next_batch_indices()
+                Xb = self.xp.take(self.data.X_rows, idx, axis=0).T
+                Yb = self.xp.take(self.data.Y_rows, idx, axis=0).T
+                before = st.parameters
+                params, bn_state, AL = self._step(Xb, Yb)
+                # commit the step only once it is complete, so Ctrl-C never leaves half a step
+                st.parameters, st.bn_state = params, bn_state
+                st.position += Xb.shape[1]
+                st.step += 1
+                if st.step % cfg.record_every == 0:
+                    st.elapsed_seconds = time.perf_counter() - start
+                    self._record(AL, Yb, before)
+            if st.stopped_reason is None:
+                st.stopped_reason = "num_iterations"
+        except KeyboardInterrupt:
+            st.elapsed_seconds = time.perf_counter() - start
+            raise TrainingInterrupted(st) from None
+        st.elapsed_seconds = time.perf_counter() - start
+
+    def _next_batch_indices(self) -> Array:
+        st = self.state
+        n = self.data.n_samples
+        if st.order is None or st.position >= n:
+            if st.order is not None:
+                st.epochs_completed += 1
+            st.order = self.rng.permutation(n)
+            st.rng_state = self.rng.bit_generator.state
+            st.position = 0
+            self.device_order = None
+        if self.device_order is None:
+            self.device_order = self.backend.asarray(st.order)
+        return self.device_order[st.position : st.position + self.config.batch_size]
+
+    def _step(self, Xb: Array, Yb: Array) -> tuple[dict[str, Array], dict[str, Array], Array]:
+        cfg = self.config
+        bn_state = dict(self.state.bn_state)
+        AL, caches = _forward(self.xp, Xb, self.state.parameters, self.L, cfg.batchnorm, True, bn_state)
+        grads = _backward(self.xp, AL, Yb, caches, cfg.l2_lambda)
+        return _sgd_step(self.state.parameters, grads, cfg.learning_rate), bn_state, AL
+
+    def _record(self, AL: Array, Yb: Array, before: dict[str, Array]) -> None:
+        """Record the cost of the step just taken (``AL`` was computed with ``before``)."""
+        st, cfg, xp = self.state, self.config, self.xp
+        params = st.parameters
+        cost = _cross_entropy(xp, AL, Yb)
+        if cfg.l2_lambda:
+            weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
+            cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
+        train_cost = float(cost)
+        st.costs.append((st.step, train_cost))
+        val_cost = None
+        if self.val is not None:
+            val_cost = self.validation_cost(params, st.bn_state)
+            st.val_costs.append((st.step, val_cost))
+        if not math.isfinite(train_cost) or (val_cost is not None and not math.isfinite(val_cost)):
+            self._diverged(train_cost, val_cost)
+        if val_cost is not None:
+            if val_cost < st.best_val_cost:
+                st.best_val_cost, st.best_step = val_cost, st.step
+                st.best_parameters, st.best_bn_state = params, dict(st.bn_state)
+            if cfg.early_stopping and len(st.val_costs) >= 2:
+                improvement = st.val_costs[-2][1] - val_cost
+                if improvement < cfg.min_improvement:
+                    st.stopped_reason = "early_stopping"
+        if self.callback is not None:
+            self.callback(
+                ProgressEvent(
+                    st.step,
+                    st.epochs(self.data.n_samples),
+                    train_cost,
+                    val_cost,
+                    st.elapsed_seconds,
+                    cfg.num_iterations,
+                )
+            )
+        if self.checkpoint_callback is not None:
+            self.checkpoint_callback(st)
+
+    def validation_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> float:
+        """Cross-entropy on the whole validation set in inference mode (host float)."""
+        assert self.val is not None
+        AL, _ = _forward(self.xp, self.val.X, params, self.L, self.config.batchnorm, False, bn_state)
+        return float(_cross_entropy(self.xp, AL, self.val.Y))
+
+    def _diverged(self, train_cost: float, val_cost: float | None) -> None:
+        st = self.state
+        st.stopped_reason = "diverged"
+        result = self.result()
+        error = TrainingDivergedError(
+            f"training diverged at step {st.step}: the cost became non-finite "
+            f"(train {train_cost}, validation {val_cost}); try a smaller learning rate than "
+            f"{self.config.learning_rate}. The best parameters seen so far "
+            f"(step {st.best_step}) are kept in the error's .result"
+        )
+        error.result = result  # type: ignore[attr-defined]
+        raise error
+
+    def result(self) -> TrainingResult:
+        st = self.state
+        params, bn_state = st.parameters, st.bn_state
+        if st.best_parameters is not None:
+            params, bn_state = st.best_parameters, st.best_bn_state or {}
+        return TrainingResult(
+            parameters=params,
+            bn_state=bn_state,
+            costs=[c for _, c in st.costs],
+            config=self.config,
+            state=st,
+            n_train=self.data.n_samples,
+        )
+
+
+def _inference_probabilities(
+    data: Dataset, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None
+) -> tuple[Any, Array]:
+    xp = namespace_of(data.X_rows, *parameters.values())
+    L = len(config.layer_dims) - 1
+    AL, _ = _forward(xp, data.X, parameters, L, config.batchnorm, False, bn_state or {})
+    return xp, AL
+
+
+def evaluate_cost(
+    data: Dataset,
+    parameters: dict[str, Array],
+    config: TrainingConfig,
+    bn_state: dict[str, Array] | None = None,
+) -> float:
+    """Cross-entropy of ``data`` in inference mode (host float)."""
+    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+    return float(_cross_entropy(xp, AL, data.Y))
+
+
+def evaluate_accuracy(
+    data: Dataset,
+    parameters: dict[str, Array],
+    config: TrainingConfig,
+    bn_state: dict[str, Array] | None = None,
+) -> float:
+    """Fraction of ``data`` classified correctly in inference mode."""
+    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+    hits = xp.argmax(AL, axis=0) == xp.argmax(data.Y, axis=0)
+    return float(xp.mean(xp.astype(hits, data.X_rows.dtype)))
+
+
+def L_layer_model(
+    X: Array,
+    Y: Array,
+    layers_dims: list[int],
+    learning_rate: float = 0.009,
+    num_iterations: int = 100_000,
+    batch_size: int = 256,
+    *,
+    X_val: Array | None = None,
+    Y_val: Array | None = None,
+    use_batchnorm: bool | BatchNormConfig = False,
+    l2_lambda: float = 0.0,
+    seed: int = 0,
+    record_every: int = 100,
+    early_stopping: bool = True,
+    min_improvement: float = 1e-4,
+    callback: Callable[[ProgressEvent], None] | None = None,
+) -> TrainingResult:
+    """The report's training function on ``X`` (n_x, m) and one-hot ``Y`` (n_classes, m).
+
+    Returns a :class:`TrainingResult`; ``parameters, costs = L_layer_model(...)``
+    works as in the report (costs every ``record_every`` steps).  Early stopping
+    needs ``X_val``/``Y_val``; without them training runs ``num_iterations`` steps.
+    """
+    config = TrainingConfig(
+        layer_dims=tuple(layers_dims),
+        learning_rate=learning_rate,
+        num_iterations=num_iterations,
+        batch_size=batch_size,
+        l2_lambda=l2_lambda,
+        batchnorm=as_batchnorm_config(use_batchnorm),
+        seed=seed,
+        record_every=record_every,
+        early_stopping=early_stopping,
+        min_improvement=min_improvement,
+    )
+    train_data = Dataset.from_columns(X, Y)
+    val_data = None
+    if (X_val is None) != (Y_val is None):
+        raise InputValidationError("X_val, Y_val: pass both or neither")
+    if X_val is not None:
+        namespace_of(X, X_val, Y_val)
+        val_data = Dataset.from_columns(X_val, Y_val)
+    return train(train_data, config, val_data, callback=callback)
+
+
+__all__ = [
+    "L_layer_model",
+    "ProgressEvent",
+    "TrainingConfig",
+    "TrainingInterrupted",
+    "TrainingResult",
+    "TrainingState",
+    "evaluate_accuracy",
+    "evaluate_cost",
+    "new_training_state",
+    "train",
+]

@@ -1,0 +1,229 @@
+"""Backend selection (resolve_backend), namespace checks and host <-> device copies."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import backend_mlp
+from backend_mlp import (
+    Backend,
+    BackendMismatchError,
+    BackendUnavailableError,
+    InputValidationError,
+    namespace_of,
+    resolve_backend,
+    to_backend,
+    to_numpy,
+)
+
+# ----------------------------------------------------------------------------- resolve_backend
+
+
+@pytest.mark.parametrize(
+    "choice", ["cpu", "numpy", "CPU", " numpy "], ids=["cpu", "numpy", "upper-CPU", "padded-numpy"]
+)
+def test_resolve_numpy_names(choice):
+    b = resolve_backend(choice)
+    assert b.name == "numpy"
+    assert b.device is None
+    assert array_api_compat.is_numpy_namespace(b.xp)
+    assert isinstance(b.asarray(np.ones(3)), np.ndarray)
+
+
+@pytest.mark.parametrize("choice", ["array_api_strict", "strict"])
+def test_resolve_array_api_strict_names(choice):
+    array_api_strict = pytest.importorskip("array_api_strict")
+    b = resolve_backend(choice)
+    assert b.name == "array_api_strict"
+    assert b.xp is array_api_strict
+    x = b.asarray(np.arange(3.0))
+    assert type(x).__module__.startswith("array_api_strict")
+
+
+@pytest.mark.parametrize("choice", ["torch", "torch:cpu"])
+def test_resolve_torch_names(choice):
+    torch = pytest.importorskip("torch")
+    b = resolve_backend(choice)
+    assert b.name == "torch:cpu"
+    assert b.device == torch.device("cpu")
+    x = b.asarray(np.arange(3.0))
+    assert isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dtype == torch.float64
+
+
+def test_resolve_backend_passes_backend_through():
+    b = resolve_backend("numpy")
+    assert resolve_backend(b) is b
+
+
+@pytest.mark.parametrize("choice", ["tpu", "numpyy", "jax", "", "gpu:x", "cuda:-1"])
+def test_unknown_name_lists_valid_choices(choice):
+    with pytest.raises(InputValidationError) as info:
+        resolve_backend(choice)
+    message = str(info.value)
+    assert repr(choice) in message
+    if ":" not in choice:
+        for valid in ("'cpu'", "'gpu'", "'numpy'", "'torch'", "'array_api_strict'"):
+            assert valid in message
+
+
+def test_unknown_name_is_a_value_error():
+    # callers that catch the built-in exception keep working
+    with pytest.raises(ValueError):
+        resolve_backend("tpu")
+
+
+@pytest.mark.parametrize("choice", [0, None, 1.5, ["cpu"]], ids=["int", "None", "float", "list"])
+def test_non_string_choice_is_rejected(choice):
+    with pytest.raises(InputValidationError, match="expected a string"):
+        resolve_backend(choice)
+
+
+@pytest.mark.parametrize("choice", ["gpu", "cuda", "cupy", "gpu:1"])
+def test_gpu_without_cupy_names_cupy(monkeypatch, choice):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(BackendUnavailableError) as info:
+        resolve_backend(choice)
+    message = str(info.value)
+    assert "CuPy" in message and "not installed" in message
+    assert "pip install" in message  # says how to fix it
+
+
+def _fake_cupy(get_device_count):
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_gpu_with_cupy_but_broken_cuda_names_cuda(monkeypatch):
+    def no_driver():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(no_driver))
+    with pytest.raises(BackendUnavailableError, match="no CUDA device could be opened"):
+        resolve_backend("gpu")
+
+
+def test_gpu_with_cupy_but_zero_devices_names_cuda(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 0))
+    with pytest.raises(BackendUnavailableError, match="no CUDA device"):
+        resolve_backend("gpu")
+
+
+def test_gpu_index_beyond_device_count(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 2))
+    with pytest.raises(BackendUnavailableError, match=r"only 2 CUDA device\(s\), numbered 0 to 1"):
+        resolve_backend("gpu:2")
+
+
+def test_torch_missing_is_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(BackendUnavailableError, match="PyTorch"):
+        resolve_backend("torch")
+
+
+def test_array_api_strict_missing_is_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "array_api_strict", None)
+    with pytest.raises(BackendUnavailableError, match="array-api-strict"):
+        resolve_backend("array_api_strict")
+
+
+# ----------------------------------------------------------------------------- namespace_of
+
+
+def test_namespace_of_agrees_with_each_backend(backend):
+    x = backend.asarray(np.ones((2, 3)))
+    y = backend.asarray(np.zeros((3, 1)))
+    xp = namespace_of(x, None, y)
+    assert xp is backend.xp
+    assert backend_mlp.backend_of(x).name == backend.name
+
+
+def test_namespace_of_refuses_numpy_torch_mixture():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(BackendMismatchError) as info:
+        namespace_of(np.ones(3), torch.ones(3))
+    message = str(info.value)
+    assert "numpy" in message and "torch" in message and "to_backend" in message
+
+
+def test_numpy_torch_mixture_refused_by_model_functions():
+    torch = pytest.importorskip("torch")
+    params = backend_mlp.initialize_parameters([3, 2], 0, device="numpy")
+    X = torch.ones((3, 4), dtype=torch.float64)
+    with pytest.raises(BackendMismatchError):
+        backend_mlp.L_model_forward(X, params)
+
+
+def test_namespace_of_refuses_strict_numpy_mixture():
+    array_api_strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(BackendMismatchError):
+        namespace_of(array_api_strict.ones(3), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "obj", [[1.0, 2.0], 3.0, "abc", {"W1": 1}], ids=["list", "float", "str", "dict"]
+)
+def test_namespace_of_refuses_non_arrays(obj):
+    with pytest.raises(InputValidationError, match=f"type {type(obj).__name__}"):
+        namespace_of(np.ones(2), obj)
+
+
+# ----------------------------------------------------------------------------- host <-> backend
+
+
+@pytest.mark.parametrize("dtype_", ["float32", "float64", "int64"])
+def test_to_numpy_to_backend_round_trip(backend, dtype_):
+    host = np.random.default_rng(1).standard_normal((4, 3)).astype(dtype_)
+    dev = to_backend(host, backend)
+    assert backend_mlp.backend_of(dev).name == backend.name
+    assert str(dev.dtype).rsplit(".", 1)[-1] == dtype_
+    back = to_numpy(dev)
+    assert isinstance(back, np.ndarray)
+    assert back.dtype == np.dtype(dtype_)
+    np.testing.assert_array_equal(back, host)
+
+
+def test_to_backend_across_backends(backend, reference_backend):
+    host = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    on_backend = to_backend(reference_backend.asarray(host), backend)
+    back_on_numpy = to_backend(on_backend, "numpy")
+    assert isinstance(back_on_numpy, np.ndarray)
+    np.testing.assert_array_equal(back_on_numpy, host)
+
+
+def test_tree_round_trip(backend):
+    params = backend_mlp.initialize_parameters([4, 3, 2], 5, device=backend, use_batchnorm=True)
+    host = backend_mlp.tree_to_numpy(params)
+    assert set(host) == set(params)
+    again = backend_mlp.tree_to_backend(host, backend)
+    for k in params:
+        np.testing.assert_array_equal(to_numpy(again[k]), host[k])
+        assert backend_mlp.backend_of(again[k]).name == backend.name
+
+
+def test_to_numpy_of_scalar_and_zero_d(backend):
+    assert to_numpy(2.5) == 2.5
+    zero_d = backend.xp.sum(backend.asarray(np.array([1.0, 2.0])))
+    assert float(to_numpy(zero_d)) == 3.0
+
+
+def test_backend_asarray_casts_dtype(backend, dtype):
+    x = backend.asarray(np.arange(4), dtype)
+    assert x.dtype == backend.dtype(dtype)
+    assert backend.dtype(np.dtype(dtype)) == backend.dtype(dtype)
+
+
+def test_unknown_dtype_is_rejected(backend):
+    with pytest.raises(InputValidationError, match="float32, float64"):
+        backend.dtype("float16")
+
+
+def test_backend_is_a_frozen_record():
+    b = resolve_backend("cpu")
+    assert isinstance(b, Backend) and str(b) == "numpy"
+    with pytest.raises(AttributeError):
+        b.name = "torch"  # type: ignore[misc]

@@ -1,0 +1,290 @@
+"""MNIST loading from local folders (no network), one_hot and the train/validation split."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend_mlp.errors import ChecksumError, DataError, InputValidationError
+from backend_mlp.idx import encode_idx, write_idx
+from backend_mlp.mnist import (
+    MNIST_FILES,
+    MnistData,
+    default_cache_dir,
+    load_mnist,
+    locate_mnist,
+    one_hot,
+    split_train_validation,
+)
+
+N_TRAIN, N_TEST = 50, 20
+
+
+def fake_mnist(n_train: int = N_TRAIN, n_test: int = N_TEST, size: tuple[int, int] = (28, 28)) -> dict:
+    rng = np.random.default_rng(123)
+    return {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, *size), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, *size), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def write_folder(folder: Path, arrays: dict, spelling: str = "gz", skip: tuple[str, ...] = ()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        if name in skip:
+            continue
+        if spelling == "gz":
+            write_idx(folder / f"{name}.gz", arr)
+        elif spelling == "raw":
+            write_idx(folder / name, arr)
+        else:  # the 'train-images.idx3-ubyte' spelling
+            write_idx(folder / name.replace("-idx", ".idx"), arr)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No BACKEND_MLP_DATA from the outside, and a private cache folder."""
+    monkeypatch.delenv("BACKEND_MLP_DATA", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BACKEND_MLP_CACHE", str(cache))
+    return cache
+
+
+@pytest.mark.parametrize("spelling", ["gz", "raw", "dotted"])
+def test_load_from_explicit_folder(tmp_path: Path, spelling: str) -> None:
+    arrays = fake_mnist()
+    folder = write_folder(tmp_path / "data", arrays, spelling)
+    data = load_mnist(folder)
+    assert isinstance(data, MnistData)
+    assert data.train_images.shape == (N_TRAIN, 784) and data.train_images.dtype == np.float64
+    assert data.test_images.shape == (N_TEST, 784)
+    assert data.train_labels.shape == (N_TRAIN,) and data.train_labels.dtype == np.int64
+    assert data.test_labels.dtype == np.int64
+    assert data.image_shape == (28, 28)
+    np.testing.assert_array_equal(
+        data.train_images, arrays["train-images-idx3-ubyte"].reshape(N_TRAIN, -1) / 255.0
+    )
+    np.testing.assert_array_equal(data.test_labels, arrays["t10k-labels-idx1-ubyte"])
+    assert 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
+    assert set(data.files) == set(MNIST_FILES)
+    assert "MnistData(" in repr(data)
+
+
+def test_float32_and_other_image_size(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", fake_mnist(size=(4, 3)))
+    data = load_mnist(str(folder), dtype="float32")
+    assert data.train_images.dtype == np.float32 and data.train_images.shape == (N_TRAIN, 12)
+    assert data.image_shape == (4, 3)
+
+
+def test_bad_dtype(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", fake_mnist())
+    with pytest.raises(InputValidationError, match="dtype"):
+        load_mnist(folder, dtype="int32")
+
+
+def test_explicit_folder_missing_files(tmp_path: Path, isolated_env: Path) -> None:
+    missing = ("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    folder = write_folder(tmp_path / "d", fake_mnist(), skip=missing)
+    with pytest.raises(DataError) as info:
+        load_mnist(folder, mirrors=["http://127.0.0.1:9/"])
+    msg = str(info.value)
+    assert str(folder) in msg and "missing 2 of 4 files" in msg
+    listed = msg.split("files: ", 1)[1].split(". ", 1)[0]
+    assert listed.split(", ") == ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
+    assert "--data-dir" in msg and "BACKEND_MLP_DATA" in msg and "download" in msg
+    # An explicit folder is never downloaded into, nor is the cache touched.
+    assert sorted(p.name for p in folder.iterdir()) == ["t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"]
+    assert not isolated_env.exists()
+
+
+def test_explicit_folder_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist") as info:
+        locate_mnist(tmp_path / "nowhere")
+    assert "nowhere" in str(info.value) and "BACKEND_MLP_DATA" in str(info.value)
+
+
+def test_explicit_path_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        locate_mnist(f)
+
+
+def test_env_var_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_folder(tmp_path / "env_data", fake_mnist(), "raw")
+    monkeypatch.setenv("BACKEND_MLP_DATA", str(folder))
+    paths = locate_mnist()
+    assert paths == {name: folder / name for name in MNIST_FILES}
+    assert load_mnist().train_images.shape == (N_TRAIN, 784)
+
+
+def test_env_var_folder_missing_files_names_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_folder(tmp_path / "env_data", fake_mnist(), skip=("t10k-labels-idx1-ubyte",))
+    monkeypatch.setenv("BACKEND_MLP_DATA", str(folder))
+    with pytest.raises(DataError) as info:
+        locate_mnist()
+    msg = str(info.value)
+    assert "environment variable BACKEND_MLP_DATA" in msg and "files: t10k-labels-idx1-ubyte." in msg
+
+
+def test_argument_overrides_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKEND_MLP_DATA", str(tmp_path / "does-not-exist"))
+    folder = write_folder(tmp_path / "arg", fake_mnist())
+    assert load_mnist(folder).test_images.shape == (N_TEST, 784)
+
+
+def test_cache_without_download(tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    with pytest.raises(DataError) as info:
+        locate_mnist(download=False, cache_dir=cache)
+    msg = str(info.value)
+    assert "download=False" in msg and "--data-dir" in msg and "BACKEND_MLP_DATA" in msg
+    for name in MNIST_FILES:
+        assert name in msg
+    write_folder(cache, fake_mnist())
+    assert load_mnist(download=False, cache_dir=cache).train_labels.shape == (N_TRAIN,)
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BACKEND_MLP_CACHE", str(tmp_path / "explicit"))
+    assert default_cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("BACKEND_MLP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "backend_mlp" / "mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "backend_mlp" / "mnist"
+
+
+def test_count_mismatch(tmp_path: Path) -> None:
+    arrays = fake_mnist()
+    arrays["t10k-labels-idx1-ubyte"] = arrays["t10k-labels-idx1-ubyte"][:-1]
+    folder = write_folder(tmp_path / "d", arrays)
+    with pytest.raises(DataError) as info:
+        load_mnist(folder)
+    msg = str(info.value)
+    assert "test split" in msg and "20 images" in msg and "19 labels" in msg and "equal counts" in msg
+
+
+def test_labels_out_of_range(tmp_path: Path) -> None:
+    arrays = fake_mnist()
+    arrays["train-labels-idx1-ubyte"][7] = 12
+    folder = write_folder(tmp_path / "d", arrays)
+    with pytest.raises(DataError) as info:
+        load_mnist(folder)
+    msg = str(info.value)
+    assert "outside 0..9" in msg and "12 at index 7" in msg and "train-labels-idx1-ubyte" in msg
+
+
+def test_image_size_differs_between_splits(tmp_path: Path) -> None:
+    arrays = fake_mnist()
+    arrays["t10k-images-idx3-ubyte"] = np.zeros((N_TEST, 20, 20), np.uint8)
+    with pytest.raises(DataError, match="20x20 but the train images are 28x28"):
+        load_mnist(write_folder(tmp_path / "d", arrays))
+
+
+def test_swapped_files_wrong_magic(tmp_path: Path) -> None:
+    arrays = fake_mnist()
+    folder = write_folder(tmp_path / "d", arrays)
+    # put a labels file where the test images should be
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", arrays["t10k-labels-idx1-ubyte"])
+    with pytest.raises(DataError, match="wrong magic number 2049.*expected 2051"):
+        load_mnist(folder)
+
+
+def test_truncated_file_in_folder(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", fake_mnist())
+    p = folder / "train-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*damaged"):
+        load_mnist(folder)
+
+
+def test_explicit_checksums_verify_local_files(tmp_path: Path) -> None:
+    arrays = fake_mnist()
+    folder = write_folder(tmp_path / "d", arrays)
+    sums = {name: hashlib.sha256(encode_idx(a)).hexdigest() for name, a in arrays.items()}
+    load_mnist(folder, checksums=sums)
+    sums["t10k-labels-idx1-ubyte"] = "0" * 64
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.*expected 0000"):
+        load_mnist(folder, checksums=sums)
+    # sha of the uncompressed content, not of the .gz
+    gz_sum = hashlib.sha256((folder / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
+    assert gz_sum != hashlib.sha256(gzip.decompress((folder / "train-images-idx3-ubyte.gz").read_bytes())).hexdigest()
+
+
+# --------------------------------------------------------------------------- one_hot
+
+
+def test_one_hot_shape_and_values() -> None:
+    y = np.array([3, 0, 9, 3], dtype=np.int64)
+    out = one_hot(y)
+    assert out.shape == (10, 4) and out.dtype == np.float64
+    np.testing.assert_array_equal(out.argmax(axis=0), y)
+    np.testing.assert_array_equal(out.sum(axis=0), np.ones(4))
+    assert one_hot([1, 2], n_classes=3, dtype="float32").dtype == np.float32
+    np.testing.assert_array_equal(one_hot(np.array([2], np.uint8), 3), [[0.0], [0.0], [1.0]])
+    assert one_hot(np.array([], dtype=np.int64)).shape == (10, 0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "kwargs", "words"),
+    [
+        (np.array([0, 10]), {}, "outside 0..9"),
+        (np.array([-1, 2]), {}, "-1 at index 0"),
+        (np.array([0, 3]), {"n_classes": 3}, "3 at index 1"),
+        (np.array([0.0, 1.0]), {}, "integer"),
+        (np.array([True, False]), {}, "integer"),
+        (np.array([[1, 2]]), {}, "1-D"),
+        (np.array([1, 2]), {"n_classes": 0}, "n_classes"),
+        (np.array([1, 2]), {"dtype": "int8"}, "dtype"),
+    ],
+)
+def test_one_hot_errors(labels: np.ndarray, kwargs: dict, words: str) -> None:
+    with pytest.raises(InputValidationError, match=words):
+        one_hot(labels, **kwargs)
+
+
+# ----------------------------------------------------------------- split_train_validation
+
+
+def test_split_sizes_and_partition() -> None:
+    x = np.arange(100 * 3).reshape(100, 3)
+    y = np.arange(100)
+    xt, yt, xv, yv = split_train_validation(x, y, 0.2, seed=5)
+    assert xt.shape == (80, 3) and yt.shape == (80,) and xv.shape == (20, 3) and yv.shape == (20,)
+    assert sorted(np.concatenate([yt, yv]).tolist()) == list(range(100))
+    np.testing.assert_array_equal(xt[:, 0] // 3, yt)  # rows stay paired with their labels
+    perm = np.random.default_rng(5).permutation(100)
+    np.testing.assert_array_equal(yt, perm[:80])
+    np.testing.assert_array_equal(yv, perm[80:])
+
+
+def test_split_is_seeded() -> None:
+    x, y = np.zeros((50, 2)), np.arange(50)
+    a = split_train_validation(x, y, 0.3, seed=1)[1]
+    b = split_train_validation(x, y, 0.3, seed=1)[1]
+    c = split_train_validation(x, y, 0.3, seed=2)[1]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan"), True, "0.2"])
+def test_split_rejects_bad_fraction(fraction: object) -> None:
+    with pytest.raises(InputValidationError, match="validation_fraction"):
+        split_train_validation(np.zeros((10, 2)), np.zeros(10), fraction)  # type: ignore[arg-type]
+
+
+def test_split_rejects_empty_part_and_mismatch() -> None:
+    with pytest.raises(InputValidationError, match="at least one"):
+        split_train_validation(np.zeros((10, 2)), np.zeros(10), 0.01)
+    with pytest.raises(InputValidationError, match="same number of samples"):
+        split_train_validation(np.zeros((10, 2)), np.zeros(9), 0.2)

@@ -1,0 +1,79 @@
+"""Checks against the real MNIST files, found through the environment variable BACKEND_MLP_DATA."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend_mlp.errors import DataError
+from backend_mlp.idx import read_idx_bytes
+from backend_mlp.mnist import MNIST_FILES, MNIST_SHA256, MnistData, load_mnist, locate_mnist, one_hot
+
+pytestmark = pytest.mark.mnist
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def paths() -> dict[str, Path]:
+    folder = os.environ.get("BACKEND_MLP_DATA")
+    if not folder:
+        pytest.skip("real MNIST: set BACKEND_MLP_DATA to a folder with the four MNIST files")
+    try:
+        return locate_mnist(download=False)  # reads BACKEND_MLP_DATA
+    except DataError as exc:
+        pytest.skip(f"real MNIST: BACKEND_MLP_DATA={folder} is not usable: {exc}")
+
+
+@pytest.fixture(scope="module")
+def mnist(paths: dict[str, Path]) -> MnistData:
+    return load_mnist(download=False)
+
+
+def test_shapes_and_dtypes(mnist: MnistData) -> None:
+    assert mnist.train_images.shape == (60000, 784) and mnist.train_images.dtype == np.float64
+    assert mnist.test_images.shape == (10000, 784) and mnist.test_images.dtype == np.float64
+    assert mnist.train_labels.shape == (60000,) and mnist.train_labels.dtype == np.int64
+    assert mnist.test_labels.shape == (10000,) and mnist.test_labels.dtype == np.int64
+    assert mnist.image_shape == (28, 28)
+
+
+def test_label_counts(mnist: MnistData) -> None:
+    assert np.bincount(mnist.train_labels, minlength=10).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.test_labels, minlength=10).tolist() == TEST_COUNTS
+
+
+def test_first_labels(mnist: MnistData) -> None:
+    assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_pixel_range_and_mean(mnist: MnistData) -> None:
+    for images in (mnist.train_images, mnist.test_images):
+        assert images.min() == 0.0 and images.max() == 1.0
+    assert mnist.train_images.mean() == pytest.approx(0.13066, abs=5e-5)
+    # every value is an exact k/255
+    np.testing.assert_array_equal(np.round(mnist.test_images * 255) / 255, mnist.test_images)
+
+
+def test_one_hot_of_real_labels(mnist: MnistData) -> None:
+    y = one_hot(mnist.test_labels)
+    assert y.shape == (10, 10000)
+    assert y.sum(axis=1).tolist() == TEST_COUNTS
+
+
+def test_uncompressed_sha256(paths: dict[str, Path]) -> None:
+    for name in MNIST_FILES:
+        digest = hashlib.sha256(read_idx_bytes(paths[name])).hexdigest()
+        assert digest == MNIST_SHA256[name], f"{paths[name]}: SHA-256 {digest}"
+
+
+def test_float32_load_with_checksums(paths: dict[str, Path]) -> None:
+    data = load_mnist(download=False, dtype="float32", checksums=MNIST_SHA256)
+    assert data.train_images.dtype == np.float32
+    assert float(data.train_images.mean(dtype=np.float64)) == pytest.approx(0.13066, abs=5e-5)
