@@ -26,7 +26,6 @@ the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -130,23 +129,39 @@ def agreement_rtol(dtype: str) -> float:
 # --------------------------------------------------------------------------- error bookkeeping
 
 
-def relative_error(actual: Any, expected: Any) -> float:
-    """``max|a - b| / max|b|`` over host copies (absolute when ``b`` is all zero)."""
+def relative_error(actual: Any, expected: Any, floor: float = 0.0) -> float:
+    """``max|a - b| / max(max|b|, floor)`` over host copies (absolute when the denominator is 0).
+
+    ``floor`` guards arrays that are zero up to rounding, e.g. the gradient of a
+    bias that a batch norm removes: pass a small fraction of the scale of the
+    whole parameter or gradient set (see :func:`tree_floor`).
+    """
     a = np.asarray(backend_mlp.to_numpy(actual), dtype=np.float64)
     b = np.asarray(backend_mlp.to_numpy(expected), dtype=np.float64)
     if a.shape != b.shape:
         raise AssertionError(f"shape mismatch: {a.shape} vs {b.shape}")
     if a.size == 0:
         return 0.0
-    scale = float(np.max(np.abs(b)))
+    scale = max(float(np.max(np.abs(b))), floor)
     diff = float(np.max(np.abs(a - b)))
     return diff / scale if scale > 0 else diff
+
+
+#: arrays are compared relative to their own largest entry, but at least this
+#: fraction of the largest entry of the whole set they belong to
+TREE_FLOOR_FRACTION = 1e-2
+
+
+def tree_floor(tree: dict[str, Any], fraction: float = TREE_FLOOR_FRACTION) -> float:
+    """``fraction`` times the largest magnitude over all arrays of ``tree``."""
+    return fraction * max((float(np.max(np.abs(backend_mlp.to_numpy(v)))) for v in tree.values()), default=0.0)
 
 
 class ErrorLog:
     """Keeps the largest error per (check, backend, dtype) and asserts bounds."""
 
-    relative_error: Callable[[Any, Any], float] = staticmethod(relative_error)
+    relative_error = staticmethod(relative_error)
+    tree_floor = staticmethod(tree_floor)
 
     def __init__(self) -> None:
         self.worst: dict[tuple[str, str, str], float] = {}
@@ -165,9 +180,10 @@ class ErrorLog:
         expected: Any,
         rtol: float,
         what: str = "",
+        floor: float = 0.0,
     ) -> float:
-        """Assert ``relative_error(actual, expected) <= rtol`` and record the error."""
-        err = self.record(check, backend, dtype, relative_error(actual, expected))
+        """Assert ``relative_error(actual, expected, floor) <= rtol`` and record the error."""
+        err = self.record(check, backend, dtype, relative_error(actual, expected, floor))
         assert np.isfinite(err) and err <= rtol, (
             f"{check} {what} on {backend} ({dtype}): relative error {err:.3e} > {rtol:.1e}"
         )

@@ -164,9 +164,7 @@ def test_namespace_of_refuses_strict_numpy_mixture():
         namespace_of(array_api_strict.ones(3), np.ones(3))
 
 
-@pytest.mark.parametrize(
-    "obj", [[1.0, 2.0], 3.0, "abc", {"W1": 1}], ids=["list", "float", "str", "dict"]
-)
+@pytest.mark.parametrize("obj", [[1.0, 2.0], 3.0, "abc", {"W1": 1}], ids=["list", "float", "str", "dict"])
 def test_namespace_of_refuses_non_arrays(obj):
     with pytest.raises(InputValidationError, match=f"type {type(obj).__name__}"):
         namespace_of(np.ones(2), obj)

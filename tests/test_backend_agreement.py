@@ -5,7 +5,10 @@ Parameters come from ``initialize_parameters`` with one seed on each backend
 NumPy backend: forward probabilities, cost, every gradient, the running
 statistics, and a 50-step mini-batch SGD trajectory (costs, final parameters
 and running statistics).  Relative error ``max|a - b| / max|b|`` must be at
-most 1e-10 in float64 and 1e-4 in float32 (``agreement_rtol``).  The forward
+most 1e-10 in float64 and 1e-4 in float32 (``agreement_rtol``).  For
+gradients and parameters the denominator is at least 1% of the largest entry
+of the whole set: the bias of a layer followed by batch norm has gradient 0
+exactly, so it and its parameter only collect rounding noise.  The forward
 pass is also checked against an independent NumPy transcription of the
 formulas, so the NumPy backend is not only compared with itself.
 """
@@ -189,12 +192,14 @@ def test_one_step_agrees_with_numpy(backend, dtype, mode, agreement_rtol, error_
     error_log.check("agree forward AL", backend, dtype, got["AL"], ref["AL"], agreement_rtol)
     error_log.check("agree cost", backend, dtype, got["cost"], ref["cost"], agreement_rtol)
     assert got["grads"].keys() == ref["grads"].keys()
+    floor = error_log.tree_floor(ref["grads"])  # db before a batch norm is zero up to rounding
     for k in ref["grads"]:
-        error_log.check("agree gradients", backend, dtype, got["grads"][k], ref["grads"][k], agreement_rtol, k)
+        error_log.check("agree gradients", backend, dtype, got["grads"][k], ref["grads"][k], agreement_rtol, k, floor)
     assert got["state"].keys() == ref["state"].keys()
     for k in ref["state"]:
-        error_log.check("agree running stats (1 step)", backend, dtype, got["state"][k], ref["state"][k],
-                        agreement_rtol, k)
+        error_log.check(
+            "agree running stats (1 step)", backend, dtype, got["state"][k], ref["state"][k], agreement_rtol, k
+        )
 
 
 def test_sgd_trajectory_agrees_with_numpy(backend, dtype, mode, agreement_rtol, error_log):
@@ -203,15 +208,16 @@ def test_sgd_trajectory_agrees_with_numpy(backend, dtype, mode, agreement_rtol, 
     assert ref["costs"][-5:].mean() < 0.8 * ref["costs"][:5].mean()
     error_log.check("agree SGD costs", backend, dtype, got["costs"], ref["costs"], agreement_rtol)
     assert got["params"].keys() == ref["params"].keys()
+    floor = error_log.tree_floor(ref["params"])  # b before a batch norm only collects rounding noise
     for k in ref["params"]:
-        error_log.check("agree SGD final params", backend, dtype, got["params"][k], ref["params"][k],
-                        agreement_rtol, k)
+        error_log.check(
+            "agree SGD final params", backend, dtype, got["params"][k], ref["params"][k], agreement_rtol, k, floor
+        )
     assert got["state"].keys() == ref["state"].keys()
     if MODES[mode][0] is not None:
         assert set(ref["state"]) == {f"running_{s}{l}" for s in ("mean", "var") for l in (1, 2)}
     for k in ref["state"]:
-        error_log.check("agree SGD running stats", backend, dtype, got["state"][k], ref["state"][k],
-                        agreement_rtol, k)
+        error_log.check("agree SGD running stats", backend, dtype, got["state"][k], ref["state"][k], agreement_rtol, k)
     error_log.check("agree SGD inference AL", backend, dtype, got["AL_eval"], ref["AL_eval"], agreement_rtol)
 
 
