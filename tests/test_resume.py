@@ -1,0 +1,164 @@
+"""Interrupt, checkpoint to disk, load and continue: the same result as an uninterrupted run.
+
+Synthetic data (600 training samples, 20 features, 3 classes; batch 32, so an
+epoch is 19 steps and its last batch has 24 samples; a record every 10 steps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backend_mlp import BatchNormConfig, to_numpy
+from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
+from backend_mlp.dataset import Dataset
+from backend_mlp.training import (
+    ProgressEvent,
+    TrainingConfig,
+    TrainingInterrupted,
+    TrainingResult,
+    TrainingState,
+    train,
+)
+
+N_TRAIN, N_FEATURES, N_CLASSES = 600, 20, 3
+TOL = 1e-12
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Dataset, Dataset]:
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((N_TRAIN + 150, N_FEATURES))
+    w = rng.standard_normal((N_FEATURES, N_CLASSES))
+    y = np.argmax(X @ w + 0.5 * rng.standard_normal((X.shape[0], N_CLASSES)), axis=1)
+    train_data = Dataset.from_host(X[:N_TRAIN], y[:N_TRAIN], n_classes=N_CLASSES)
+    val_data = Dataset.from_host(X[N_TRAIN:], y[N_TRAIN:], n_classes=N_CLASSES)
+    return train_data, val_data
+
+
+def _config(batchnorm: bool, **kw: Any) -> TrainingConfig:
+    base: dict[str, Any] = dict(
+        layer_dims=(N_FEATURES, 16, 8, N_CLASSES),
+        learning_rate=0.05,
+        num_iterations=300,
+        batch_size=32,
+        record_every=10,
+        early_stopping=False,
+        seed=3,
+    )
+    base.update(kw)
+    return TrainingConfig(batchnorm=BatchNormConfig() if batchnorm else None, **base)
+
+
+def _stop_at(step: int) -> Any:
+    def callback(event: ProgressEvent | TrainingState) -> None:
+        if event.step == step:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def _interrupt_save_load(
+    tmp_path: Path, data: tuple[Dataset, Dataset], config: TrainingConfig, at: int,
+    state: TrainingState | None = None, via: str = "callback",
+) -> TrainingState:
+    """Train until a Ctrl-C at step ``at``, checkpoint to disk, return the loaded state."""
+    kwargs = {via: _stop_at(at)}
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data[0], config, data[1], state=state, **kwargs)
+    interrupted = info.value.state
+    assert interrupted.step == at and interrupted.stopped_reason is None
+    path = save_checkpoint(tmp_path / f"at{at}.npz", config, interrupted)
+    return load_checkpoint(path).state
+
+
+def _max_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
+    assert list(a) == list(b)
+    return max((float(np.max(np.abs(to_numpy(a[k]) - to_numpy(b[k])))) for k in a), default=0.0)
+
+
+def _assert_same(resumed: TrainingResult, full: TrainingResult) -> None:
+    rs, fs = resumed.state, full.state
+    assert rs.step == fs.step and rs.stopped_reason == fs.stopped_reason and rs.best_step == fs.best_step
+    assert rs.epochs_completed == fs.epochs_completed and rs.position == fs.position
+    assert _max_diff(rs.parameters, fs.parameters) <= TOL
+    assert _max_diff(rs.bn_state, fs.bn_state) <= TOL
+    assert _max_diff(resumed.parameters, full.parameters) <= TOL  # the best parameters
+    assert _max_diff(resumed.bn_state, full.bn_state) <= TOL
+    np.testing.assert_allclose([c for _, c in rs.costs], [c for _, c in fs.costs], rtol=TOL, atol=TOL)
+    assert [s for s, _ in rs.val_costs] == [s for s, _ in fs.val_costs]
+    np.testing.assert_allclose([c for _, c in rs.val_costs], [c for _, c in fs.val_costs], rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["plain", "batchnorm"])
+@pytest.mark.parametrize(
+    ("at", "via"),
+    [(130, "callback"), (190, "checkpoint_callback"), (10, "callback")],
+    ids=["mid-epoch", "epoch-boundary", "first-record"],
+)
+def test_resume_matches_uninterrupted(
+    tmp_path: Path, data: tuple[Dataset, Dataset], batchnorm: bool, at: int, via: str
+) -> None:
+    config = _config(batchnorm)
+    full = train(data[0], config, data[1])
+    loaded = _interrupt_save_load(tmp_path, data, config, at, via=via)
+    n = data[0].n_samples
+    if at == 190:
+        assert loaded.position == n  # exactly the end of an epoch: the next step draws a new order
+    else:
+        assert 0 < loaded.position < n
+    if batchnorm:
+        assert loaded.bn_state and _max_diff(loaded.bn_state, full.state.bn_state) > 0  # stats were mid-way
+    resumed = train(data[0], config, data[1], state=loaded)
+    _assert_same(resumed, full)
+
+
+def test_resume_twice(tmp_path: Path, data: tuple[Dataset, Dataset]) -> None:
+    config = _config(True)
+    full = train(data[0], config, data[1])
+    first = _interrupt_save_load(tmp_path, data, config, 70)
+    second = _interrupt_save_load(tmp_path, data, config, 220, state=first)
+    _assert_same(train(data[0], config, data[1], state=second), full)
+
+
+def test_resume_with_early_stopping(tmp_path: Path, data: tuple[Dataset, Dataset]) -> None:
+    config = _config(False, early_stopping=True, min_improvement=2e-3, num_iterations=5000)
+    full = train(data[0], config, data[1])
+    assert full.stopped_reason == "early_stopping" and full.steps > 60
+    loaded = _interrupt_save_load(tmp_path, data, config, 50)
+    _assert_same(train(data[0], config, data[1], state=loaded), full)
+
+
+def test_resume_float32_is_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8))
+    y = (X[:, 0] > 0).astype(int)
+    train_data = Dataset.from_host(X[:250], y[:250], n_classes=2, dtype="float32")
+    val_data = Dataset.from_host(X[250:], y[250:], n_classes=2, dtype="float32")
+    config = _config(True, layer_dims=(8, 5, 2), num_iterations=120)
+    full = train(train_data, config, val_data)
+    loaded = _interrupt_save_load(tmp_path, (train_data, val_data), config, 40)
+    assert loaded.parameters["W1"].dtype == np.float32
+    resumed = train(train_data, config, val_data, state=loaded)
+    assert _max_diff(resumed.state.parameters, full.state.parameters) == 0.0
+
+
+def test_resume_on_another_backend(tmp_path: Path, data: tuple[Dataset, Dataset]) -> None:
+    """A checkpoint from NumPy continues on array-api-strict (agreement to rounding, not bits)."""
+    pytest.importorskip("array_api_strict")
+    config = _config(True)
+    full = train(data[0], config, data[1])
+    _interrupt_save_load(tmp_path, data, config, 130)
+    strict = load_checkpoint(tmp_path / "at130.npz", device="array_api_strict")
+    X, Y = to_numpy(data[0].X_rows), to_numpy(data[0].Y_rows)
+    Xv, Yv = to_numpy(data[1].X_rows), to_numpy(data[1].Y_rows)
+    import array_api_strict as xp
+
+    train_s = Dataset(xp.asarray(X), xp.asarray(Y))
+    val_s = Dataset(xp.asarray(Xv), xp.asarray(Yv))
+    resumed = train(train_s, config, val_s, state=strict.state)
+    assert resumed.steps == full.steps
+    assert _max_diff(resumed.state.parameters, full.state.parameters) <= 1e-10
