@@ -32,6 +32,7 @@ from .errors import (
     InputValidationError,
     TrainingDivergedError,
 )
+from .estimator import MLPClassifier, NotFittedError
 from .initialization import initialize_batchnorm_state, initialize_parameters
 from .layers import (
     linear_activation_backward,
@@ -68,6 +69,8 @@ __all__ = [
     "InputValidationError",
     "L_model_backward",
     "L_model_forward",
+    "MLPClassifier",
+    "NotFittedError",
     "TrainingDivergedError",
     "accuracy",
     "apply_batchnorm",

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
 import numpy as np  # host-side conversion of user data only
 
-from .backend import Backend, namespace_of, resolve_backend, resolve_dtype_name
+from . import validation as V
+from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
 from .errors import InputValidationError
 
 Array = Any
@@ -51,7 +53,7 @@ class Dataset:
     @classmethod
     def from_columns(cls, X: Array, Y: Array) -> Dataset:
         """From the report's layout: ``X`` (n_features, m), one-hot ``Y`` (n_classes, m), same backend."""
-        xp = namespace_of(X, Y)
+        xp = V.common_namespace({"X": X, "Y": Y})
         check_xy_columns(xp, X, Y)
         order = xp.arange(X.shape[1], device=_device(X))
         # a gather yields fresh sample-major (row-contiguous) arrays on every backend
@@ -70,19 +72,46 @@ class Dataset:
         """From host arrays ``images`` (m, n_features) and integer ``labels`` (m,)."""
         backend = resolve_backend(device)
         dtype = resolve_dtype_name(dtype)
-        images = np.asarray(images)
-        labels = np.asarray(labels)
+        n_classes = V.check_positive_int("n_classes", n_classes)
+        images = _host_array("images", images)
+        labels = _host_array("labels", labels)
         if images.ndim != 2:
             raise InputValidationError(
-                f"images: received shape {images.shape}; expected (n_samples, n_features)"
+                f"images: received shape {images.shape}; expected (n_samples, n_features), one row per sample"
+            )
+        if images.shape[0] == 0 or images.shape[1] == 0:
+            raise InputValidationError(
+                f"images: received shape {images.shape}; expected at least one sample and one feature"
+            )
+        if images.dtype == np.bool_ or not (
+            np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
+        ):
+            raise InputValidationError(
+                f"images: received dtype {images.dtype}; expected real numbers (an integer or float dtype)"
             )
         Y_rows = one_hot_rows(labels, n_classes, images.shape[0])
-        return cls(backend.asarray(images, dtype), backend.asarray(Y_rows, dtype))
+        with np.errstate(over="ignore"):
+            converted = images.astype(dtype, copy=False)
+        if not np.all(np.isfinite(converted)):
+            raise InputValidationError(
+                f"images: received values that include NaN or infinity, or that overflow {dtype}; "
+                "expected finite numbers"
+            )
+        return cls(backend.asarray(converted), backend.asarray(Y_rows, dtype))
+
+
+def _host_array(name: str, x: Any) -> np.ndarray:
+    """A NumPy copy of a host or device array (or array-like); refuses what NumPy cannot read."""
+    try:
+        return to_numpy(x) if array_api_compat.is_array_api_obj(x) else np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputValidationError(
+            f"{name}: received an object of type {type(x).__name__} that is not array-like ({exc}); "
+            "expected a NumPy array or an array of a supported backend"
+        ) from None
 
 
 def _device(x: Array) -> Any:
-    import array_api_compat
-
     return array_api_compat.device(x)
 
 
@@ -92,6 +121,13 @@ def one_hot_rows(labels: np.ndarray, n_classes: int, n_samples: int) -> np.ndarr
     if labels.ndim != 1 or labels.shape[0] != n_samples:
         raise InputValidationError(
             f"labels: received shape {labels.shape}; expected ({n_samples},), one label per sample"
+        )
+    if labels.dtype == np.bool_ or not (
+        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    ):
+        raise InputValidationError(
+            f"labels: received dtype {labels.dtype}; expected integer class indices 0..{n_classes - 1} "
+            "(backend_mlp.MLPClassifier accepts arbitrary labels such as strings)"
         )
     if labels.size and (not np.issubdtype(labels.dtype, np.integer)):
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
@@ -109,23 +145,28 @@ def one_hot_rows(labels: np.ndarray, n_classes: int, n_samples: int) -> np.ndarr
 
 
 def check_xy_columns(xp: Any, X: Array, Y: Array) -> None:
-    """Validate the report layout: X (n_features, m) and one-hot Y (n_classes, m), finite, same m."""
+    """Validate the report layout: X (n_features, m) and one-hot Y (n_classes, m), finite, same m, same dtype."""
     if X.ndim != 2 or Y.ndim != 2:
         raise InputValidationError(
             f"X, Y: received shapes {tuple(X.shape)} and {tuple(Y.shape)}; expected 2-D arrays "
             "X (n_features, m) and one-hot Y (n_classes, m)"
         )
     if X.shape[1] != Y.shape[1]:
+        hint = ""
+        if X.shape[0] == Y.shape[1]:
+            hint = f"; X looks transposed: pass X.T, of shape {tuple(X.shape[::-1])}"
+        elif Y.shape[0] == X.shape[1]:
+            hint = f"; Y looks transposed: pass Y.T, of shape {tuple(Y.shape[::-1])}"
         raise InputValidationError(
-            f"X, Y: X has {X.shape[1]} columns (samples) but Y has {Y.shape[1]}; expected the same m. "
-            "Samples are columns: X is (n_features, m), Y is (n_classes, m)"
+            f"X, Y: received X with {X.shape[1]} columns (samples) and Y with {Y.shape[1]}; expected the same m. "
+            f"Samples are columns: X is (n_features, m), Y is (n_classes, m){hint}"
         )
-    if not xp.isdtype(X.dtype, "real floating"):
-        raise InputValidationError(f"X: received dtype {X.dtype}; expected float32 or float64")
-    if not bool(xp.all(xp.isfinite(X))):
-        raise InputValidationError("X: contains NaN or infinite values; expected finite numbers")
-    is_binary = xp.all((Y == 0) | (Y == 1))
-    if not bool(is_binary) or not bool(xp.all(xp.sum(Y, axis=0) == 1)):
+    if X.shape[0] == 0 or X.shape[1] == 0 or Y.shape[0] == 0:
         raise InputValidationError(
-            "Y: expected one-hot columns (exactly one 1 per column, zeros elsewhere) of shape (n_classes, m)"
+            f"X, Y: received shapes {tuple(X.shape)} and {tuple(Y.shape)}; expected at least one feature, "
+            "one class and one sample"
         )
+    V.check_real_floating("X", X, xp)
+    V.check_same_dtype({"Y": Y}, "X", X.dtype)
+    V.check_finite("X", X, xp)
+    V.check_one_hot("Y", Y, xp)

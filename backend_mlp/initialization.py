@@ -12,29 +12,16 @@ from typing import Any
 
 import numpy as np  # host-side RNG only
 
+from . import validation as V
 from .backend import Backend, resolve_backend, resolve_dtype_name
 from .config import BatchNormConfig, as_batchnorm_config
-from .errors import InputValidationError
 
 Array = Any
 
 
 def check_layer_dims(layer_dims: Any) -> list[int]:
-    """Validate ``[n_x, n_1, ..., n_L]``: at least two positive integers."""
-    try:
-        dims = [int(d) for d in layer_dims]
-        exact = all(int(d) == d for d in layer_dims)
-    except (TypeError, ValueError):
-        raise InputValidationError(
-            f"layer_dims: received {layer_dims!r}; expected a list of positive integers such as "
-            "[784, 20, 7, 5, 10]"
-        ) from None
-    if len(dims) < 2 or not exact or any(d <= 0 for d in dims):
-        raise InputValidationError(
-            f"layer_dims: received {list(layer_dims)!r}; expected at least two positive integers "
-            "(input size, ..., number of classes), e.g. [784, 20, 7, 5, 10]"
-        )
-    return dims
+    """Validate ``[n_x, n_1, ..., n_L]``: at least two positive integers (see :mod:`backend_mlp.validation`)."""
+    return V.check_layer_dims(layer_dims)
 
 
 def initialize_parameters_host(
@@ -42,6 +29,7 @@ def initialize_parameters_host(
 ) -> dict[str, np.ndarray]:
     """The float64 host arrays of :func:`initialize_parameters` (keys ``W1, b1, gamma1, beta1, ...``)."""
     dims = check_layer_dims(layer_dims)
+    seed = V.check_seed("seed", seed)
     bn = as_batchnorm_config(use_batchnorm)
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
@@ -69,6 +57,7 @@ def initialize_parameters(
     its default learnable scale/shift) also ``gamma{l}`` = 1 and ``beta{l}`` = 0
     of shape (n_l, 1) for every hidden layer ``l``.
     """
+    check_layer_dims(layer_dims)
     backend = resolve_backend(device)
     dtype = resolve_dtype_name(dtype)
     host = initialize_parameters_host(layer_dims, seed, use_batchnorm)

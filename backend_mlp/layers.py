@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import namespace_of
+from . import validation as V
 from .errors import InputValidationError
 
 Array = Any
@@ -23,12 +23,27 @@ ACTIVATIONS = ("relu", "softmax")
 
 def linear_forward(A_prev: Array, W: Array, b: Array) -> tuple[Array, LinearCache]:
     """``Z = W @ A_prev + b`` for ``A_prev`` (n_{l-1}, m); returns ``(Z, (A_prev, W, b))``."""
-    xp = namespace_of(A_prev, W, b)
+    xp = _check_linear(A_prev, W, b)
     return _linear_forward(xp, A_prev, W, b), (A_prev, W, b)
 
 
+def _check_linear(A_prev: Array, W: Array, b: Array) -> Any:
+    xp = V.common_namespace({"A_prev": A_prev, "W": W, "b": b})
+    V.check_ndim("W", W, 2, "(n_l, n_{l-1})")
+    V.check_real_floating("W", W, xp)
+    V.check_same_dtype({"A_prev": A_prev, "b": b}, "W", W.dtype)
+    V.check_samples_as_columns("A_prev", A_prev, int(W.shape[1]), "n_{l-1}")
+    if V.shape_of(b) != (int(W.shape[0]), 1):
+        raise InputValidationError(
+            f"b: received shape {V.shape_of(b)}; expected ({W.shape[0]}, 1), one entry per row of W"
+        )
+    return xp
+
+
 def _linear_forward(xp: Any, A_prev: Array, W: Array, b: Array) -> Array:
-    return xp.matmul(W, A_prev) + b
+    Z = W @ A_prev  # a fresh array: the bias is added in place, saving one temporary
+    Z += b
+    return Z
 
 
 def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]:
@@ -36,28 +51,46 @@ def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]
 
     ``dW = dZ @ A_prev.T / m``, ``db = sum(dZ, axis=1) / m``, ``dA_prev = W.T @ dZ``.
     """
+    if not isinstance(cache, tuple) or len(cache) != 3:
+        raise InputValidationError(
+            f"cache: received {type(cache).__name__}; expected the (A_prev, W, b) tuple returned by linear_forward"
+        )
     A_prev, W, b = cache
-    xp = namespace_of(dZ, A_prev, W, b)
+    V.common_namespace({"dZ": dZ, "A_prev": A_prev, "W": W, "b": b})
+    xp = _check_linear(A_prev, W, b)
+    V.check_same_dtype({"dZ": dZ}, "W", W.dtype)
+    _check_same_shape("dZ", dZ, (int(W.shape[0]), int(A_prev.shape[1])), "Z = W @ A_prev + b")
+    if A_prev.shape[1] == 0:
+        raise InputValidationError("dZ: received 0 samples (columns); expected at least one sample")
     return _linear_backward(xp, dZ, A_prev, W)
 
 
-def _linear_backward(xp: Any, dZ: Array, A_prev: Array, W: Array) -> tuple[Array, Array, Array]:
+def _linear_backward(
+    xp: Any, dZ: Array, A_prev: Array, W: Array, *, need_dA_prev: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """``(dA_prev, dW, db)``; ``dA_prev`` is ``None`` when ``need_dA_prev`` is false (the first layer).
+
+    ``dW`` and ``db`` are fresh arrays (callers may update them in place);
+    the in-place divisions give the same bits as ``dZ @ A_prev.T / m``.
+    """
     m = dZ.shape[1]
-    dW = xp.matmul(dZ, A_prev.T) / m
-    db = xp.sum(dZ, axis=1, keepdims=True) / m
-    dA_prev = xp.matmul(W.T, dZ)
+    dW = dZ @ A_prev.T
+    dW /= m
+    db = xp.sum(dZ, axis=1, keepdims=True)
+    db /= m
+    dA_prev = W.T @ dZ if need_dA_prev else None
     return dA_prev, dW, db
 
 
 def relu(Z: Array) -> tuple[Array, Array]:
     """``A = max(Z, 0)``; returns ``(A, Z)`` (``Z`` is the activation cache)."""
-    xp = namespace_of(Z)
+    xp = _check_floating("Z", Z)
     return xp.maximum(Z, 0.0), Z
 
 
 def relu_backward(dA: Array, cache: Array) -> Array:
     """``dZ = dA * (Z > 0)`` for the cached pre-activation ``Z``."""
-    xp = namespace_of(dA, cache)
+    xp = _check_pair(dA, cache)
     return _relu_backward(xp, dA, cache)
 
 
@@ -71,13 +104,17 @@ def softmax(Z: Array) -> tuple[Array, Array]:
     The column maximum is subtracted first, so logits of any finite size
     (``±1e4`` included) give finite probabilities that sum to one.
     """
-    xp = namespace_of(Z)
+    xp = _check_floating("Z", Z)
+    V.check_ndim("Z", Z, 2, "(n_classes, m) of logits, one column per sample")
+    if Z.shape[0] == 0:
+        raise InputValidationError(f"Z: received shape {V.shape_of(Z)}; expected at least one class (row)")
     return _softmax(xp, Z), Z
 
 
 def _softmax(xp: Any, Z: Array) -> Array:
     E = xp.exp(Z - xp.max(Z, axis=0, keepdims=True))
-    return E / xp.sum(E, axis=0, keepdims=True)
+    E /= xp.sum(E, axis=0, keepdims=True)  # E is fresh: normalise in place
+    return E
 
 
 def softmax_backward(dA: Array, cache: Array) -> Array:
@@ -86,7 +123,8 @@ def softmax_backward(dA: Array, cache: Array) -> Array:
     ``cache`` is the logits ``Z``.  Training uses the fused, exact
     softmax + cross-entropy gradient ``AL - Y`` instead (see ``L_model_backward``).
     """
-    xp = namespace_of(dA, cache)
+    xp = _check_pair(dA, cache)
+    V.check_ndim("cache", cache, 2, "(n_classes, m), the logits returned by softmax")
     S = _softmax(xp, cache)
     return S * (dA - xp.sum(S * dA, axis=0, keepdims=True))
 
@@ -123,3 +161,23 @@ def check_activation(activation: str) -> None:
         raise InputValidationError(
             f"activation: received {activation!r}; expected one of {', '.join(map(repr, ACTIVATIONS))}"
         )
+
+
+def _check_floating(name: str, x: Array) -> Any:
+    xp = V.common_namespace({name: x})
+    V.check_real_floating(name, x, xp)
+    return xp
+
+
+def _check_same_shape(name: str, x: Array, shape: tuple[int, ...], what: str) -> None:
+    if V.shape_of(x) != shape:
+        raise InputValidationError(f"{name}: received shape {V.shape_of(x)}; expected {shape}, the shape of {what}")
+
+
+def _check_pair(dA: Array, cache: Array) -> Any:
+    """``dA`` and the activation cache: same backend, floating dtype, same shape and dtype."""
+    xp = V.common_namespace({"dA": dA, "cache": cache})
+    V.check_real_floating("cache", cache, xp)
+    V.check_same_dtype({"dA": dA}, "cache", cache.dtype)
+    _check_same_shape("dA", dA, V.shape_of(cache), "the cached activation input")
+    return xp

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import namespace_of
+from . import validation as V
+from .errors import InputValidationError
 
 Array = Any
 
@@ -28,15 +29,52 @@ def compute_cost(
     Probabilities are clipped below at the dtype's smallest normal number, so
     ``log(0)`` is never taken and the cost stays finite.  ``float(cost)``
     brings it to the host.  ``parameters`` is needed only when ``l2_lambda > 0``.
+
+    Raises :class:`~backend_mlp.errors.InputValidationError` when ``AL``/``Y`` differ in
+    shape or dtype, ``Y`` is not one-hot, ``l2_lambda`` is not a finite number >= 0, or
+    ``l2_lambda > 0`` comes without ``parameters``; :class:`~backend_mlp.errors.BackendMismatchError`
+    for arrays of two backends or devices.
     """
-    weights = [parameters[k] for k in weight_keys(parameters)] if (parameters and l2_lambda) else []
-    xp = namespace_of(AL, Y, *weights)
+    xp, weights = _check_cost_arguments(AL, Y, parameters, l2_lambda)
     cost = _cross_entropy(xp, AL, Y)
     if l2_lambda:
-        if parameters is None:
-            raise ValueError("compute_cost: l2_lambda > 0 needs the parameters (their weights)")
         cost = cost + _l2_penalty(xp, weights, l2_lambda, AL.shape[1])
     return cost
+
+
+def _check_cost_arguments(
+    AL: Array, Y: Array, parameters: dict[str, Array] | None, l2_lambda: float
+) -> tuple[Any, list[Array]]:
+    V.check_nonnegative_number("l2_lambda", l2_lambda, " (0 disables L2)")
+    weights: list[Array] = []
+    named = {"AL": AL, "Y": Y}
+    if l2_lambda:
+        if parameters is None:
+            raise InputValidationError(
+                f"parameters: received None with l2_lambda={l2_lambda!r}; expected the parameters dict "
+                "(its weights W1..WL are penalised) whenever l2_lambda > 0"
+            )
+        V.check_dict("parameters", parameters, "a dict of arrays with keys W1, b1, ..., WL, bL")
+        keys = weight_keys(parameters)
+        if not keys or any(k not in parameters for k in keys):
+            raise InputValidationError(
+                f"parameters: received keys {sorted(parameters)!r}; expected weights W1, ..., WL "
+                "for the L2 penalty (l2_lambda > 0)"
+            )
+        named.update({f"parameters[{k!r}]": parameters[k] for k in keys})
+        weights = [parameters[k] for k in keys]
+    xp = V.common_namespace(named)
+    V.check_ndim("AL", AL, 2, "(n_classes, m) of probabilities")
+    V.check_real_floating("AL", AL, xp)
+    if V.shape_of(Y) != V.shape_of(AL):
+        raise InputValidationError(
+            f"Y: received shape {V.shape_of(Y)}; expected {V.shape_of(AL)}, the shape of AL "
+            "(one-hot, (n_classes, m), samples as columns)"
+        )
+    V.check_same_dtype({k: v for k, v in named.items() if k != "AL"}, "AL", AL.dtype)
+    V.check_has_samples("AL", AL)
+    V.check_one_hot("Y", Y, xp)
+    return xp, weights
 
 
 def _cross_entropy(xp: Any, AL: Array, Y: Array) -> Array:

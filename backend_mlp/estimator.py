@@ -1,0 +1,534 @@
+"""A scikit-learn style classifier around the functional network and :func:`~backend_mlp.training.train`.
+
+>>> clf = MLPClassifier(hidden_layer_sizes=(20, 7, 5), device="cpu").fit(X, y)   # doctest: +SKIP
+>>> clf.predict(X[:3]), clf.score(X_test, y_test)                                  # doctest: +SKIP
+
+Unlike the functional API, the estimator takes scikit-learn's orientation:
+``X`` is ``(n_samples, n_features)`` (a NumPy array, anything NumPy can read,
+or an array of any supported backend) and ``y`` holds one label per sample,
+of any kind NumPy can sort (integers, strings, ...); ``classes_`` maps them to
+the network's outputs.  Results (``predict``, ``predict_proba``) come back as
+host NumPy arrays.  No scikit-learn is needed; ``get_params``/``set_params``
+follow its conventions, so ``sklearn.base.clone`` and grid searches work.
+
+Errors: :class:`NotFittedError` before ``fit``; :class:`~backend_mlp.errors.InputValidationError`
+for bad arguments or data (wrong number of features included);
+:class:`~backend_mlp.errors.TrainingDivergedError` when the cost becomes non-finite.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from . import validation as V
+from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
+from .config import BatchNormConfig, as_batchnorm_config
+from .dataset import Dataset
+from .errors import BackendMLPError, InputValidationError, TrainingDivergedError
+from .network import predict_proba as _network_predict_proba
+from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
+
+Array = Any
+
+#: samples per forward pass in predict/predict_proba (bounds device memory)
+PREDICT_CHUNK = 65_536
+
+
+class NotFittedError(BackendMLPError, ValueError, AttributeError):
+    """The estimator was used (``predict``, ``score``, ``save``, ...) before ``fit``.
+
+    Like scikit-learn's, it is both a ``ValueError`` and an ``AttributeError``.
+    """
+
+
+_PARAM_NAMES = (
+    "hidden_layer_sizes",
+    "device",
+    "dtype",
+    "batchnorm",
+    "l2",
+    "learning_rate",
+    "batch_size",
+    "max_steps",
+    "early_stopping",
+    "validation_fraction",
+    "min_improvement",
+    "record_every",
+    "random_state",
+    "verbose",
+)
+
+
+class MLPClassifier:
+    """Multilayer perceptron classifier: [LINEAR -> RELU (-> BATCHNORM)] x H -> LINEAR -> SOFTMAX.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of positive ints (or one int)
+        Units per hidden layer; ``()`` gives softmax regression.
+    device : str
+        ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"torch"``, ``"array_api_strict"``, ... (see
+        :func:`~backend_mlp.backend.resolve_backend`).
+    dtype : ``"float32"`` or ``"float64"``
+        Precision of parameters and data on the device (``X`` is converted to it).
+    batchnorm : bool or BatchNormConfig
+        Batch normalisation in every hidden layer.
+    l2 : float >= 0
+        L2 penalty ``lambda`` on the weights.
+    learning_rate, batch_size, max_steps : SGD step size, mini-batch size, maximum number of steps.
+        ``batch_size`` larger than the training set is clipped to it (with a warning).
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the data (seeded shuffle) and stop when the
+        validation cost improves by less than ``min_improvement`` between two checks
+        (every ``record_every`` steps); the best checked parameters are kept.
+        Without it, all data is used for training for ``max_steps`` steps.
+    random_state : int >= 0 or None
+        Seeds the split, the initialisation and the shuffling (``None``: a fresh random seed).
+    verbose : bool
+        Print the costs at every record step.
+
+    Attributes (after ``fit``)
+    --------------------------
+    classes_, n_features_in_, parameters_ (dict of backend arrays), bn_state_,
+    loss_curve_ (mini-batch costs at record steps), val_costs_ (validation costs at the
+    same steps, empty without early stopping), recorded_steps_, best_step_, n_steps_,
+    n_epochs_, stopped_reason_, layer_dims_, config_ (TrainingConfig), backend_,
+    training_result_ (the :class:`~backend_mlp.training.TrainingResult`, ``None`` after ``load``).
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (20, 7, 5),
+        *,
+        device: str = "cpu",
+        dtype: str = "float64",
+        batchnorm: bool | BatchNormConfig = False,
+        l2: float = 0.0,
+        learning_rate: float = 0.009,
+        batch_size: int = 256,
+        max_steps: int = 100_000,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.2,
+        min_improvement: float = 1e-4,
+        record_every: int = 100,
+        random_state: int | None = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.device = device
+        self.dtype = dtype
+        self.batchnorm = batchnorm
+        self.l2 = l2
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.min_improvement = min_improvement
+        self.record_every = record_every
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments as a dict (``deep`` is accepted for scikit-learn compatibility)."""
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params: Any) -> MLPClassifier:
+        """Set constructor arguments by name; unknown names raise :class:`InputValidationError`."""
+        unknown = sorted(set(params) - set(_PARAM_NAMES))
+        if unknown:
+            raise InputValidationError(
+                f"set_params: received unknown parameter(s) {', '.join(map(repr, unknown))}; expected names "
+                f"among {', '.join(_PARAM_NAMES)}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = MLPClassifier().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "parameters_")
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
+        """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,); returns ``self``."""
+        hidden = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        backend = resolve_backend(self.device)
+        dtype = resolve_dtype_name(self.dtype)
+        if not isinstance(self.batchnorm, (bool, np.bool_, BatchNormConfig)):
+            raise InputValidationError(
+                f"batchnorm: received {self.batchnorm!r}; expected True, False or a BatchNormConfig"
+            )
+        bn = as_batchnorm_config(
+            self.batchnorm if isinstance(self.batchnorm, BatchNormConfig) else bool(self.batchnorm)
+        )
+        V.check_positive_number("learning_rate", self.learning_rate, "0.009")
+        V.check_positive_int("max_steps", self.max_steps)
+        V.check_positive_int("record_every", self.record_every)
+        V.check_nonnegative_number("l2", self.l2, " (0 disables L2)")
+        V.check_nonnegative_number("min_improvement", self.min_improvement)
+        early = V.check_bool("early_stopping", self.early_stopping)
+        V.check_bool("verbose", self.verbose)
+        fraction = V.check_fraction("validation_fraction", self.validation_fraction) if early else 0.0
+        seed = self._seed()
+
+        X_host = _check_X(X, dtype)
+        y_host = _check_y(y, X_host.shape[0])
+        classes, y_index = _encode_labels(y_host)
+        n_samples, n_features = X_host.shape
+
+        if early:
+            n_val = max(1, int(math.ceil(fraction * n_samples)))
+            if n_samples - n_val < 1:
+                raise InputValidationError(
+                    f"X: received {n_samples} sample(s); expected at least 2 when early_stopping=True "
+                    f"(validation_fraction={fraction} holds out {n_val}); pass more data or early_stopping=False"
+                )
+            order = np.random.default_rng((seed, 2)).permutation(n_samples)
+            val_idx, train_idx = order[:n_val], order[n_val:]
+        else:
+            train_idx, val_idx = np.arange(n_samples), None
+        n_train = len(train_idx)
+
+        batch_size = V.check_positive_int("batch_size", self.batch_size)
+        if batch_size > n_train:
+            warnings.warn(
+                f"batch_size={batch_size} is larger than the {n_train} training samples; clipping it to {n_train}",
+                UserWarning,
+                stacklevel=2,
+            )
+            batch_size = n_train
+        dims = (n_features, *hidden, len(classes))
+        config = TrainingConfig(
+            layer_dims=dims,
+            learning_rate=self.learning_rate,
+            num_iterations=self.max_steps,
+            batch_size=batch_size,
+            l2_lambda=self.l2,
+            batchnorm=bn,
+            seed=seed,
+            record_every=self.record_every,
+            early_stopping=early,
+            min_improvement=self.min_improvement,
+        )
+        k = len(classes)
+        train_data = Dataset.from_host(X_host[train_idx], y_index[train_idx], n_classes=k, device=backend, dtype=dtype)
+        val_data = None
+        if val_idx is not None:
+            val_data = Dataset.from_host(X_host[val_idx], y_index[val_idx], n_classes=k, device=backend, dtype=dtype)
+        result = train(train_data, config, val_data, callback=_print_progress if self.verbose else None)
+        _check_finite_parameters(result)
+
+        self.classes_ = classes
+        self.n_features_in_ = int(n_features)
+        self.layer_dims_ = tuple(dims)
+        self.config_ = config
+        self.backend_ = backend
+        self.dtype_ = dtype
+        self.training_result_: TrainingResult | None = result
+        self._set_fitted_state(result.parameters, result.bn_state, result.state, float(result.epochs))
+        return self
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.default_rng().integers(2**31))
+        return V.check_seed("random_state", self.random_state)
+
+    def _set_fitted_state(
+        self, parameters: dict[str, Array], bn_state: dict[str, Array], state: Any, n_epochs: float | None
+    ) -> None:
+        self.parameters_ = parameters
+        self.bn_state_ = bn_state
+        self.loss_curve_ = [float(c) for _, c in state.costs]
+        self.val_costs_ = [float(c) for _, c in state.val_costs]
+        self.recorded_steps_ = [int(s) for s, _ in state.costs]
+        self.best_step_ = int(state.best_step)
+        self.n_steps_ = int(state.step)
+        self.n_epochs_ = n_epochs
+        self.stopped_reason_ = state.stopped_reason
+
+    # ------------------------------------------------------------------ inference
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "parameters_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) (or MLPClassifier.load) "
+                "before predict, predict_proba, score or save"
+            )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, a host array (n_samples, n_classes) in the order of ``classes_``."""
+        self._check_fitted()
+        X_host = _check_X(X, self.dtype_, n_features=self.n_features_in_, allow_empty=True)
+        n = X_host.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self.classes_)), dtype=self.dtype_)
+        parts = []
+        for start in range(0, n, PREDICT_CHUNK):
+            chunk = self.backend_.asarray(np.ascontiguousarray(X_host[start : start + PREDICT_CHUNK].T))
+            AL = _network_predict_proba(chunk, self.parameters_, self.config_.batchnorm or False, self.bn_state_)
+            parts.append(to_numpy(AL).T)
+        return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (n_samples,), elements of ``classes_``, as a host NumPy array."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy: the fraction of samples whose predicted label equals ``y``."""
+        self._check_fitted()
+        X_host = _check_X(X, self.dtype_, n_features=self.n_features_in_)
+        y_host = _check_y(y, X_host.shape[0])
+        return float(np.mean(self.predict(X_host) == y_host))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> Any:
+        """Write the fitted model (parameters, statistics, ``classes_``, hyperparameters) to one ``.npz`` file.
+
+        Uses :func:`backend_mlp.checkpoint.save_model`; returns the path written.
+        """
+        self._check_fitted()
+        from .checkpoint import save_model
+
+        classes = self.classes_
+        if classes.dtype.kind not in "biufUO":
+            raise InputValidationError(
+                f"classes_: received labels of dtype {classes.dtype}; expected integer, float, boolean or string "
+                "labels to save a model"
+            )
+        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params["batchnorm"] = _batchnorm_to_json(self.batchnorm)
+        params["device"] = self.device if isinstance(self.device, str) else self.backend_.name
+        params["dtype"] = self.dtype_
+        extra = {
+            "estimator": type(self).__name__,
+            "classes": [_jsonable(c) for c in classes.tolist()],
+            "classes_dtype": classes.dtype.str,
+            "n_features_in": self.n_features_in_,
+            "params": params,
+            "best_step": self.best_step_,
+            "n_epochs": self.n_epochs_,
+        }
+        state = self.training_result_.state if self.training_result_ is not None else None
+        if state is None:
+            state = TrainingState(parameters={}, bn_state={})
+            state.step, state.best_step, state.stopped_reason = self.n_steps_, self.best_step_, self.stopped_reason_
+            state.costs = list(zip(self.recorded_steps_, self.loss_curve_, strict=False))
+            state.val_costs = list(zip(self.recorded_steps_, self.val_costs_, strict=False))
+        return save_model(path, self.config_, self.parameters_, self.bn_state_, extra=extra, state=state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | Backend | None = None) -> MLPClassifier:
+        """Load a model written by :meth:`save`; ``device`` defaults to the one it was trained on."""
+        from .checkpoint import load_model
+        from .errors import CheckpointError
+
+        loaded = load_model(path, "cpu")  # host arrays; placed on the target device below
+        extra = loaded.extra or {}
+        if extra.get("estimator") != cls.__name__ or "classes" not in extra:
+            raise CheckpointError(
+                f"{path}: received a model file without estimator metadata; expected a file written by "
+                f"{cls.__name__}.save (use backend_mlp.checkpoint.load_model for files of the functional API)"
+            )
+        params = dict(extra.get("params") or {})
+        params["batchnorm"] = _batchnorm_from_json(params.get("batchnorm"))
+        known = {k: v for k, v in params.items() if k in _PARAM_NAMES}
+        if isinstance(known.get("hidden_layer_sizes"), list):
+            known["hidden_layer_sizes"] = tuple(known["hidden_layer_sizes"])
+        est = cls(**known)
+        target = device if device is not None else known.get("device", "cpu")
+        backend = resolve_backend(target)
+        est.device = target if isinstance(target, str) else backend.name
+        est.classes_ = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
+        est.n_features_in_ = int(extra.get("n_features_in", loaded.config.layer_dims[0]))
+        est.layer_dims_ = tuple(loaded.config.layer_dims)
+        est.config_ = loaded.config
+        est.backend_ = backend
+        est.dtype_ = loaded.dtype
+        est.training_result_ = None
+        est._set_fitted_state(
+            tree_to_backend(loaded.parameters, backend),
+            tree_to_backend(loaded.bn_state, backend),
+            loaded.state,
+            extra.get("n_epochs"),
+        )
+        est.best_step_ = int(extra.get("best_step", est.best_step_))
+        if len(est.classes_) != est.layer_dims_[-1]:
+            raise CheckpointError(
+                f"{path}: {len(est.classes_)} classes in the metadata but the network has {est.layer_dims_[-1]} outputs"
+            )
+        return est
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and odd objects: show them
+        return False
+
+
+def _print_progress(event: ProgressEvent) -> None:
+    val = "" if event.val_cost is None else f"  val cost {event.val_cost:.6f}"
+    print(f"step {event.step}/{event.num_iterations}  epoch {event.epoch:.2f}  cost {event.train_cost:.6f}{val}")
+
+
+def _check_hidden_layer_sizes(value: Any) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InputValidationError(
+            f"hidden_layer_sizes: received {value!r}; expected a sequence of positive integers such as (20, 7, 5)"
+        )
+    sizes = list(value)
+    try:
+        return tuple(V.check_layer_dims([1, *sizes, 1], "hidden_layer_sizes")[1:-1])
+    except InputValidationError:
+        raise InputValidationError(
+            f"hidden_layer_sizes: received {sizes!r}; expected a sequence of positive integers such as (20, 7, 5)"
+        ) from None
+
+
+def _to_host(name: str, x: Any) -> np.ndarray:
+    try:
+        if array_api_compat.is_array_api_obj(x):
+            return to_numpy(x)
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputValidationError(
+            f"{name}: received an object of type {type(x).__name__} that NumPy cannot read ({exc}); "
+            "expected an array or a nested list of numbers"
+        ) from None
+
+
+def _check_X(X: Any, dtype: str, *, n_features: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """Host copy of ``X`` (n_samples, n_features): 2-D, real numbers, finite in ``dtype``."""
+    X_host = _to_host("X", X)
+    if X_host.ndim != 2:
+        hint = ""
+        if X_host.ndim == 1:
+            hint = " (reshape(-1, 1) for a single feature, or reshape(1, -1) for a single sample)"
+        raise InputValidationError(
+            f"X: received an array of shape {X_host.shape} ({X_host.ndim}-D); expected a 2-D array "
+            f"(n_samples, n_features), one row per sample{hint}"
+        )
+    if X_host.dtype == np.bool_ or not (
+        np.issubdtype(X_host.dtype, np.integer) or np.issubdtype(X_host.dtype, np.floating)
+    ):
+        raise InputValidationError(
+            f"X: received dtype {X_host.dtype}; expected real numbers (an integer or float dtype)"
+        )
+    if n_features is not None and X_host.shape[1] != n_features:
+        hint = ""
+        if X_host.shape[0] == n_features:
+            hint = "; samples are rows for MLPClassifier (scikit-learn's orientation): pass X.T"
+        raise InputValidationError(
+            f"X: received {X_host.shape[1]} features (shape {X_host.shape}); expected {n_features} features, "
+            f"as seen in fit{hint}"
+        )
+    if X_host.shape[0] == 0 and not allow_empty:
+        raise InputValidationError(f"X: received shape {X_host.shape}; expected at least one sample")
+    if X_host.shape[1] == 0:
+        raise InputValidationError(f"X: received shape {X_host.shape}; expected at least one feature")
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = X_host.astype(dtype, copy=False)
+    if not np.all(np.isfinite(converted)):
+        raise InputValidationError(
+            f"X: received values that include NaN or infinity, or that overflow {dtype}; expected finite numbers"
+        )
+    return converted
+
+
+def _check_y(y: Any, n_samples: int) -> np.ndarray:
+    y_host = _to_host("y", y)
+    if y_host.ndim != 1:
+        hint = " (pass y.ravel() for a column vector)" if y_host.ndim == 2 and y_host.shape[1:] == (1,) else ""
+        raise InputValidationError(
+            f"y: received an array of shape {y_host.shape}; expected a 1-D array of labels (n_samples,){hint}"
+        )
+    if y_host.shape[0] != n_samples:
+        raise InputValidationError(
+            f"X, y: received {n_samples} samples in X and {y_host.shape[0]} labels in y; expected one label per "
+            "sample (row of X)"
+        )
+    if y_host.dtype.kind == "f" and not np.all(np.isfinite(y_host)):
+        raise InputValidationError("y: received labels that include NaN or infinity; expected finite labels")
+    if y_host.dtype.kind not in "biufUSO":
+        raise InputValidationError(
+            f"y: received dtype {y_host.dtype}; expected labels such as integers or strings"
+        )
+    return y_host
+
+
+def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        classes, index = np.unique(y, return_inverse=True)
+    except TypeError as exc:
+        raise InputValidationError(
+            f"y: received labels that cannot be sorted ({exc}); expected labels of one kind, e.g. all "
+            "integers or all strings"
+        ) from None
+    if len(classes) < 2:
+        raise InputValidationError(
+            f"y: received a single class {classes.tolist()!r}; expected at least two classes to classify"
+        )
+    return classes, index.reshape(-1)
+
+
+def _check_finite_parameters(result: TrainingResult) -> None:
+    for k, v in result.parameters.items():
+        if not np.all(np.isfinite(to_numpy(v))):
+            error = TrainingDivergedError(
+                f"training diverged: parameter {k} is not finite after {result.steps} steps; try a smaller "
+                f"learning_rate than {result.config.learning_rate} or scale the features of X"
+            )
+            error.result = result  # type: ignore[attr-defined]
+            raise error
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy scalars to Python scalars and tuples to lists, recursively (for the file's JSON metadata)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _batchnorm_to_json(value: Any) -> Any:
+    if isinstance(value, BatchNormConfig):
+        return {
+            "position": value.position,
+            "affine": value.affine,
+            "momentum": value.momentum,
+            "eps": value.eps,
+            "backprop_statistics": value.backprop_statistics,
+        }
+    return bool(value)
+
+
+def _batchnorm_from_json(value: Any) -> bool | BatchNormConfig:
+    if isinstance(value, dict):
+        return BatchNormConfig(**value)
+    return bool(value)
+
+
+__all__ = ["MLPClassifier", "NotFittedError"]

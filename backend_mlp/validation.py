@@ -1,0 +1,340 @@
+"""Argument checks shared by the public entry points.
+
+Every public function checks its arguments here once per call and then hands
+over to a private hot-path function (``_forward``, ``_backward``, ...) that
+checks nothing; the training loop calls only the private functions, so
+validation costs nothing per step.  Checks of array *metadata* (type, shape,
+dtype, backend, device) are O(1); the checks of array *values* (:func:`check_finite`,
+:func:`check_one_hot`) are O(data) and one host read-back each, and are used
+only on data (``X``, ``Y``), never on parameters or gradients, whose NaNs are
+the training loop's business (:class:`~backend_mlp.errors.TrainingDivergedError`).
+
+Errors raised (see :mod:`backend_mlp.errors`):
+
+* :class:`~backend_mlp.errors.InputValidationError` (a ``ValueError``): wrong
+  type, shape, orientation, dtype, value or range.
+* :class:`~backend_mlp.errors.BackendMismatchError` (a ``ValueError``): arrays
+  of one call come from different libraries or devices.
+
+Messages read ``"<argument>: received <what>; expected <what>"``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import array_api_compat
+import numpy as np  # scalar type checks only
+
+from .errors import BackendMismatchError, InputValidationError
+
+Array = Any
+
+_ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch or array-api-strict)"
+
+
+# ----------------------------------------------------------------------------- describing things
+
+
+def library_of(x: Array) -> str:
+    """``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ... for an array."""
+    return type(x).__module__.split(".", 1)[0]
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``np.float32``, ``torch.float32``, ``np.dtype("float32")``, ..."""
+    return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
+
+
+def shape_of(x: Array) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------- scalars
+
+
+def _is_real_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_number(name: str, value: Any, example: str = "0.009") -> float:
+    """A finite real number ``> 0`` (booleans refused)."""
+    if not _is_real_number(value) or not (math.isfinite(value) and value > 0):
+        raise InputValidationError(
+            f"{name}: received {_short(value)}; expected a finite positive number such as {example}"
+        )
+    return float(value)
+
+
+def check_nonnegative_number(name: str, value: Any, hint: str = "") -> float:
+    """A finite real number ``>= 0`` (booleans refused)."""
+    if not _is_real_number(value) or not (math.isfinite(value) and value >= 0):
+        raise InputValidationError(
+            f"{name}: received {_short(value)}; expected a finite number >= 0{hint}"
+        )
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """An integer ``>= 1`` (Python or NumPy; booleans and floats refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+        raise InputValidationError(f"{name}: received {_short(value)}; expected a positive integer")
+    return int(value)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A non-negative integer seed."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise InputValidationError(f"{name}: received {_short(value)}; expected a non-negative integer seed")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (NumPy booleans accepted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputValidationError(f"{name}: received {_short(value)}; expected True or False")
+    return bool(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A number strictly between 0 and 1."""
+    if not _is_real_number(value) or not (0.0 < value < 1.0):
+        raise InputValidationError(f"{name}: received {_short(value)}; expected a number strictly between 0 and 1")
+    return float(value)
+
+
+def check_layer_dims(layer_dims: Any, name: str = "layer_dims") -> list[int]:
+    """``[n_x, n_1, ..., n_L]``: at least two positive integers (integral floats accepted)."""
+    example = "a list of positive integers such as [784, 20, 7, 5, 10]"
+    if isinstance(layer_dims, (str, bytes)) or not isinstance(layer_dims, Iterable):
+        raise InputValidationError(f"{name}: received {_short(layer_dims)}; expected {example}")
+    entries = list(layer_dims)
+    dims: list[int] = []
+    for i, d in enumerate(entries):
+        integral = isinstance(d, numbers.Integral) and not isinstance(d, bool)
+        integral_float = _is_real_number(d) and math.isfinite(d) and float(d).is_integer()
+        if not (integral or integral_float):
+            raise InputValidationError(
+                f"{name}: entry {i} is {_short(d)} in {_short(entries)}; expected {example}"
+            )
+        dims.append(int(d))
+    if len(dims) < 2:
+        raise InputValidationError(
+            f"{name}: received {dims!r}; expected at least two entries (number of features, ..., "
+            "number of classes), e.g. [784, 20, 7, 5, 10]"
+        )
+    bad = [(i, d) for i, d in enumerate(dims) if d <= 0]
+    if bad:
+        i, d = bad[0]
+        raise InputValidationError(
+            f"{name}: entry {i} is {d} in {dims!r}; expected every layer size to be a positive integer"
+        )
+    return dims
+
+
+# ----------------------------------------------------------------------------- arrays: metadata
+
+
+def check_array(name: str, x: Any) -> Array:
+    """``x`` must be an array of a supported library."""
+    if not array_api_compat.is_array_api_obj(x):
+        raise InputValidationError(f"{name}: received an object of type {type(x).__name__}; expected {_ARRAY_KINDS}")
+    return x
+
+
+def common_namespace(named: Mapping[str, Any]) -> Any:
+    """The array-API namespace shared by the named arrays (``None`` values are skipped).
+
+    Raises :class:`InputValidationError` for a non-array and
+    :class:`BackendMismatchError`, naming both arguments, for arrays from two
+    libraries or two devices.
+    """
+    arrays = {name: check_array(name, a) for name, a in named.items() if a is not None}
+    if not arrays:
+        raise InputValidationError("arrays: received none; expected at least one array")
+    items = list(arrays.items())
+    first_name, first = items[0]
+    first_lib = library_of(first)
+    for name, a in items[1:]:
+        lib = library_of(a)
+        if lib != first_lib:
+            raise BackendMismatchError(
+                f"{first_name}, {name}: received arrays from different libraries in one call "
+                f"({first_name} is {first_lib}, {name} is {lib}); expected all arrays on one backend: "
+                "move them with backend_mlp.to_backend"
+            )
+    first_device = array_api_compat.device(first)
+    for name, a in items[1:]:
+        device = array_api_compat.device(a)
+        if device != first_device:
+            raise BackendMismatchError(
+                f"{first_name}, {name}: received arrays on different devices in one call "
+                f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
+                "move them with backend_mlp.to_backend"
+            )
+    try:
+        return array_api_compat.array_namespace(*arrays.values())
+    except TypeError as exc:  # pragma: no cover - libraries agree, so this is unexpected
+        raise BackendMismatchError(f"{', '.join(arrays)}: arrays cannot be used together ({exc})") from None
+
+
+def check_ndim(name: str, x: Array, ndim: int, layout: str) -> None:
+    """``x.ndim == ndim``; ``layout`` describes the expected shape, e.g. ``"(n_features, m)"``."""
+    if x.ndim != ndim:
+        raise InputValidationError(
+            f"{name}: received an array of shape {shape_of(x)} ({x.ndim}-D); expected a {ndim}-D array {layout}"
+        )
+
+
+def check_real_floating(name: str, x: Array, xp: Any) -> None:
+    """``x`` has a real floating dtype (float32 or float64)."""
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise InputValidationError(
+            f"{name}: received dtype {dtype_name(x.dtype)}; expected float32 or float64 "
+            "(convert first, e.g. X.astype('float64'))"
+        )
+
+
+def check_same_dtype(named: Mapping[str, Array], reference: str, dtype: Any) -> None:
+    """Every named array has ``dtype``, the dtype of argument ``reference`` (no silent up-casting)."""
+    for name, a in named.items():
+        if a is not None and a.dtype != dtype:
+            raise InputValidationError(
+                f"{name}: received dtype {dtype_name(a.dtype)}; expected {dtype_name(dtype)} like {reference} "
+                "(arrays of one call must share a dtype; convert one of them, there is no silent up-casting)"
+            )
+
+
+def check_samples_as_columns(name: str, x: Array, n_rows: int, row_meaning: str) -> None:
+    """``x`` is ``(n_rows, m)``; a transposed ``(m, n_rows)`` input gets an ``x.T`` hint."""
+    check_ndim(name, x, 2, f"({row_meaning}={n_rows}, m) with one column per sample")
+    rows, cols = shape_of(x)
+    if rows == n_rows:
+        return
+    if cols == n_rows:
+        raise InputValidationError(
+            f"{name}: received shape {shape_of(x)}; expected ({row_meaning}={n_rows}, m): samples must be "
+            f"columns, so {name} is ({row_meaning}, m) = ({n_rows}, {rows}) here; pass {name}.T"
+        )
+    raise InputValidationError(
+        f"{name}: received shape {shape_of(x)}; expected ({row_meaning}={n_rows}, m) with one column per sample"
+    )
+
+
+def check_has_samples(name: str, x: Array, axis: int = 1) -> None:
+    """At least one sample along ``axis``."""
+    if x.shape[axis] == 0:
+        raise InputValidationError(
+            f"{name}: received shape {shape_of(x)} with 0 samples; expected at least one sample"
+        )
+
+
+def check_parameter_shapes(parameters: Mapping[str, Array], L: int) -> list[int]:
+    """Shapes chain: ``W{l}`` (n_l, n_{l-1}), ``b{l}``/``gamma{l}``/``beta{l}`` (n_l, 1); returns the sizes."""
+    W1 = check_array("parameters['W1']", parameters["W1"])
+    check_ndim("parameters['W1']", W1, 2, "(n_1, n_features)")
+    dims = [int(W1.shape[1])]
+    for l in range(1, L + 1):
+        key = f"W{l}"
+        W = check_array(f"parameters[{key!r}]", parameters[key])
+        check_ndim(f"parameters[{key!r}]", W, 2, f"(n_{l}, n_{l - 1})")
+        n, n_prev = shape_of(W)
+        if n_prev != dims[-1] or n == 0 or n_prev == 0:
+            raise InputValidationError(
+                f"parameters[{key!r}]: received shape {(n, n_prev)}; expected (n_{l}, {dims[-1]}) with positive "
+                f"sizes, consistent with the previous layer (see initialize_parameters)"
+            )
+        keys = [f"b{l}"] + [k for k in (f"gamma{l}", f"beta{l}") if k in parameters and l < L]
+        for k in keys:
+            v = check_array(f"parameters[{k!r}]", parameters[k])
+            if shape_of(v) != (n, 1):
+                raise InputValidationError(
+                    f"parameters[{k!r}]: received shape {shape_of(v)}; expected ({n}, 1), a column "
+                    f"matching {key} of shape {(n, n_prev)}"
+                )
+        dims.append(n)
+    return dims
+
+
+def check_bn_state_shapes(bn_state: Mapping[str, Array], dims: list[int]) -> None:
+    """Running statistics ``running_mean{l}``/``running_var{l}`` present in ``bn_state`` are (n_l, 1)."""
+    if not isinstance(bn_state, Mapping):
+        raise InputValidationError(
+            f"bn_state: received {type(bn_state).__name__}; expected a dict from initialize_batchnorm_state"
+        )
+    for l in range(1, len(dims) - 1):
+        for k in (f"running_mean{l}", f"running_var{l}"):
+            if k in bn_state:
+                v = check_array(f"bn_state[{k!r}]", bn_state[k])
+                if shape_of(v) != (dims[l], 1):
+                    raise InputValidationError(
+                        f"bn_state[{k!r}]: received shape {shape_of(v)}; expected ({dims[l]}, 1)"
+                    )
+
+
+def check_dict(name: str, value: Any, expected: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputValidationError(f"{name}: received {type(value).__name__}; expected {expected}")
+    return value
+
+
+# ----------------------------------------------------------------------------- arrays: values (O(data))
+
+
+def check_finite(name: str, x: Array, xp: Any) -> None:
+    """No NaN or infinity in ``x`` (one reduction and one read-back)."""
+    if math.prod(shape_of(x)) == 0:
+        return
+    if not bool(xp.all(xp.isfinite(x))):
+        raise InputValidationError(
+            f"{name}: received values that include NaN or infinity; expected finite numbers "
+            "(clean or impute the data first)"
+        )
+
+
+def check_one_hot(name: str, Y: Array, xp: Any) -> None:
+    """Columns of ``Y`` are one-hot: entries 0 or 1, exactly one 1 per column (one read-back)."""
+    if Y.shape[1] == 0:
+        return
+    binary = xp.all((Y == 0) | (Y == 1))
+    one_per_column = xp.all(xp.sum(Y, axis=0) == 1)
+    if not bool(binary & one_per_column):
+        raise InputValidationError(
+            f"{name}: received values that are not one-hot; expected one-hot columns of shape "
+            f"(n_classes, m) = {shape_of(Y)}: exactly one 1 per column, zeros elsewhere (labels must be "
+            f"class indices 0..{Y.shape[0] - 1})"
+        )
+
+
+__all__ = [
+    "check_array",
+    "check_bn_state_shapes",
+    "check_bool",
+    "check_dict",
+    "check_finite",
+    "check_fraction",
+    "check_has_samples",
+    "check_layer_dims",
+    "check_ndim",
+    "check_nonnegative_number",
+    "check_one_hot",
+    "check_parameter_shapes",
+    "check_positive_int",
+    "check_positive_number",
+    "check_real_floating",
+    "check_same_dtype",
+    "check_samples_as_columns",
+    "check_seed",
+    "common_namespace",
+    "dtype_name",
+    "library_of",
+    "shape_of",
+]
