@@ -77,7 +77,10 @@ def _install(session: nox.Session, *extra: str) -> None:
 
 
 def _pytest(session: nox.Session, backends: str, *paths: str) -> None:
-    env = {"BACKEND_MLP_TEST_BACKENDS": backends}
+    # one BLAS/OpenMP thread: the test matrices are tiny, and on a busy machine
+    # spinning BLAS threads make them many times slower
+    env = {"BACKEND_MLP_TEST_BACKENDS": backends, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
     if "BACKEND_MLP_DATA" in os.environ:
         env["BACKEND_MLP_DATA"] = os.path.abspath(os.environ["BACKEND_MLP_DATA"])
     session.run("pytest", *DEFAULT_PYTEST, *paths, *session.posargs, env=env)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 from typing import Any
 
 import array_api_compat
@@ -83,7 +82,7 @@ class MLPClassifier:
     l2 : float >= 0
         L2 penalty ``lambda`` on the weights.
     learning_rate, batch_size, max_steps : SGD step size, mini-batch size, maximum number of steps.
-        ``batch_size`` larger than the training set is clipped to it (with a warning).
+        ``batch_size`` larger than the training set is an :class:`InputValidationError`.
     early_stopping : bool
         Hold out ``validation_fraction`` of the data (seeded shuffle) and stop when the
         validation cost improves by less than ``min_improvement`` between two checks
@@ -206,12 +205,10 @@ class MLPClassifier:
 
         batch_size = V.check_positive_int("batch_size", self.batch_size)
         if batch_size > n_train:
-            warnings.warn(
-                f"batch_size={batch_size} is larger than the {n_train} training samples; clipping it to {n_train}",
-                UserWarning,
-                stacklevel=2,
+            held_out = f" after holding out {n_samples - n_train} for validation" if early else ""
+            raise InputValidationError(
+                f"batch_size: received {batch_size}; expected at most the {n_train} training samples{held_out}"
             )
-            batch_size = n_train
         dims = (n_features, *hidden, len(classes))
         config = TrainingConfig(
             layer_dims=dims,

@@ -118,11 +118,10 @@ def test_early_stopping_off_trains_all_steps(blobs):
     assert clf.n_epochs_ == pytest.approx(12.0)
 
 
-def test_batch_size_larger_than_data_is_clipped_with_a_warning():
+def test_batch_size_larger_than_data_is_refused():
     X, y = make_blobs(5)
-    with pytest.warns(UserWarning, match="clipping it to 12"):
-        clf = MLPClassifier((4,), batch_size=256, max_steps=3).fit(X, y)
-    assert clf.config_.batch_size == 12
+    with pytest.raises(InputValidationError, match=r"batch_size: received 256; expected at most the 12 training"):
+        MLPClassifier((4,), batch_size=256, max_steps=3).fit(X, y)
 
 
 # ----------------------------------------------------------------------------- labels

@@ -489,7 +489,7 @@ def test_estimator_fits_two_samples_with_early_stopping():
     # two samples, two classes: one goes to validation, one to training
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        MLPClassifier((2,), max_steps=2).fit(X, y)
+        MLPClassifier((2,), max_steps=2, batch_size=1).fit(X, y)
 
 
 def test_estimator_set_params_refuses_unknown_names():
