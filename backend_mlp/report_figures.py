@@ -1,0 +1,208 @@
+"""Figures of the reproduction report, drawn with matplotlib's object API (Agg, no pyplot).
+
+Every function takes plain host data (lists / NumPy arrays), draws one figure
+and saves it as a PNG atomically: to a temporary file in the target folder,
+then ``os.replace``.  No global matplotlib state (backend, rcParams) is touched.
+
+Curves are given as :class:`Curve` records: the recorded steps, the
+mini-batch training cost and the validation cost at those steps, and the seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+__all__ = [
+    "Curve",
+    "plot_batchnorm_ablation",
+    "plot_cost_curves",
+    "plot_weight_histograms",
+    "save_figure",
+]
+
+_TRAIN_COLOR = "tab:blue"
+_VAL_COLOR = "tab:orange"
+_VARIANT_COLORS = ("tab:green", "tab:purple", "tab:red", "tab:brown", "tab:gray", "tab:olive")
+
+
+def _step_formatter(value: float, _pos: object) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+def _plain_log_axis(ax: object) -> None:
+    """Log y axis labelled with plain numbers (0.3, 0.5, 1, 2) instead of powers of ten."""
+    ax.set_yscale("log")  # type: ignore[attr-defined]
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # type: ignore[attr-defined]
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))  # type: ignore[attr-defined]
+    ax.yaxis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's recorded costs: ``steps[i]`` -> ``train[i]`` (mini-batch) and ``val[i]``."""
+
+    steps: Sequence[int]
+    train: Sequence[float]
+    val: Sequence[float]
+    seed: int = 0
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (temporary file + ``os.replace``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)  # attach an Agg canvas: independent of pyplot's backend
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=dpi)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is a readable document
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def plot_cost_curves(
+    curves: Mapping[str, Sequence[Curve]],
+    path: str | os.PathLike[str],
+    *,
+    reference_steps: Mapping[str, float] | None = None,
+) -> Path:
+    """One panel per entry of ``curves`` (title -> runs): mini-batch and validation cost vs step.
+
+    Seeds are overlaid (mini-batch cost thin and light, validation cost solid).
+    ``reference_steps`` (title -> step) draws a dashed line where the report stopped.
+    """
+    n = max(len(curves), 1)
+    fig = Figure(figsize=(4.6 * n, 3.9), layout="constrained")
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    all_costs = [c for runs in curves.values() for r in runs for c in (*r.train, *r.val) if np.isfinite(c)]
+    for ax, (title, runs) in zip(axes, curves.items(), strict=False):
+        for i, run in enumerate(runs):
+            ax.plot(run.steps, run.train, color=_TRAIN_COLOR, lw=0.7, alpha=0.35,
+                    label="mini-batch cost (train)" if i == 0 else None)
+            ax.plot(run.steps, run.val, color=_VAL_COLOR, lw=1.3, alpha=0.9,
+                    label="validation cost" if i == 0 else None)
+            if run.steps:
+                ax.plot(run.steps[-1], run.val[-1], marker="o", ms=3, color=_VAL_COLOR)
+        if reference_steps and title in reference_steps:
+            ax.axvline(reference_steps[title], color="0.3", ls="--", lw=1,
+                       label=f"report stopped ({reference_steps[title]:,.0f})")
+        ax.set_title(f"{title}  ({len(runs)} seed{'s' if len(runs) != 1 else ''})", fontsize=10)
+        ax.set_xlabel("step (mini-batch of 256)")
+        ax.xaxis.set_major_formatter(FuncFormatter(_step_formatter))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    axes[0].set_ylabel("cross-entropy cost (log scale)")
+    if all_costs:
+        _plain_log_axis(axes[0])
+        lo, hi = min(all_costs), max(all_costs)
+        axes[0].set_ylim(lo / 1.15, hi * 1.15)
+    fig.suptitle("Cost curves per section (one line per seed; dot = early-stopping point)", fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_weight_histograms(
+    plain: Sequence[np.ndarray],
+    l2: Sequence[np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    labels: tuple[str, str] = ("Section 4: plain", "Section 6: L2 (λ = 1)"),
+    max_bins: int = 80,
+) -> Path:
+    """One panel per layer: density histograms of the weights of the plain and the L2 network.
+
+    ``plain[l]`` / ``l2[l]``: all weights of layer ``l + 1`` (any shape; seeds may be pooled).
+    Each panel's title gives the standard deviation of the weights of both.
+    """
+    n = len(plain)
+    fig = Figure(figsize=(3.6 * max(n, 1), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(n, 1), squeeze=False)[0]
+    for l, (ax, wp, wl) in enumerate(zip(axes, plain, l2, strict=True), start=1):
+        wp, wl = np.ravel(np.asarray(wp, dtype=float)), np.ravel(np.asarray(wl, dtype=float))
+        both = np.concatenate([wp, wl])
+        lo, hi = np.percentile(both, [0.1, 99.9]) if both.size else (-1.0, 1.0)
+        n_bins = int(np.clip(np.sqrt(min(wp.size, wl.size)), 8, max_bins))
+        edges = np.linspace(lo, hi, n_bins + 1)
+        ax.hist(wp, bins=edges, density=True, histtype="stepfilled", alpha=0.35, color=_TRAIN_COLOR,
+                label=labels[0])
+        ax.hist(wl, bins=edges, density=True, histtype="step", lw=1.5, color="tab:red", label=labels[1])
+        ax.set_title(f"W{l}: std {np.std(wp):.3f} (plain) vs {np.std(wl):.3f} (L2)\n{wp.size:,} values",
+                     fontsize=9)
+        ax.set_xlabel("weight value")
+        ax.grid(True, alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    axes[0].set_ylabel("density")
+    fig.suptitle("Weights after training, plain vs L2 (all seeds pooled; central 99.8% shown)", fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_batchnorm_ablation(
+    curves: Mapping[str, Sequence[Curve]],
+    test_accuracy: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    reference_accuracy: Mapping[str, float] | None = None,
+) -> Path:
+    """Left: validation cost vs step of each variant (seeds overlaid, one colour per variant).
+
+    Right: test accuracy per seed (dots) and median (bar) of each entry of
+    ``test_accuracy`` (which may include evaluation-only variants), with
+    horizontal lines for ``reference_accuracy`` (label -> value).
+    """
+    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
+    ax_cost, ax_acc = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
+    colors = {name: _VARIANT_COLORS[i % len(_VARIANT_COLORS)] for i, name in enumerate(test_accuracy)}
+    for i, (name, runs) in enumerate(curves.items()):
+        color = colors.get(name, _VARIANT_COLORS[i % len(_VARIANT_COLORS)])
+        for j, run in enumerate(runs):
+            ax_cost.plot(run.steps, run.val, color=color, lw=1.1, alpha=0.75, label=name if j == 0 else None)
+            if run.steps:
+                ax_cost.plot(run.steps[-1], run.val[-1], marker="o", ms=3, color=color)
+    _plain_log_axis(ax_cost)
+    ax_cost.xaxis.set_major_formatter(FuncFormatter(_step_formatter))
+    ax_cost.set_xlabel("step (mini-batch of 256); dot = early-stopping point")
+    ax_cost.set_ylabel("validation cost (inference mode)")
+    ax_cost.set_title("Validation cost during training", fontsize=10)
+    ax_cost.grid(True, alpha=0.3)
+    ax_cost.legend(fontsize=7, loc="upper right")
+
+    names = list(test_accuracy)
+    for x, name in enumerate(names):
+        values = np.asarray(test_accuracy[name], dtype=float)
+        color = colors[name]
+        if values.size:
+            ax_acc.bar(x, np.median(values), width=0.6, color=color, alpha=0.3)
+            jitter = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
+            ax_acc.plot(x + jitter, values, "o", ms=4, color=color)
+            ax_acc.annotate(f"median {np.median(values):.4f}", (x, values.max()), textcoords="offset points",
+                            xytext=(0, 7), ha="center", fontsize=8)
+    for k, (label, value) in enumerate((reference_accuracy or {}).items()):
+        ax_acc.axhline(value, color="0.25", ls=("--", ":", "-.")[k % 3], lw=1, label=f"{label}: {value:.4f}")
+    all_values = [v for vs in test_accuracy.values() for v in vs] + list((reference_accuracy or {}).values())
+    if all_values:
+        lo, hi = min(all_values), max(all_values)
+        pad = max(0.01, 0.15 * (hi - lo))
+        ax_acc.set_ylim(max(0.0, lo - pad), min(1.0, hi + 1.5 * pad))
+    ax_acc.set_xticks(range(len(names)), [n.split(":")[0] for n in names])
+    ax_acc.set_ylabel("test accuracy")
+    ax_acc.set_title("Test accuracy (dots: seeds, bar: median)", fontsize=10)
+    ax_acc.grid(True, axis="y", alpha=0.3)
+    if reference_accuracy:
+        ax_acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    fig.suptitle("Batch-norm ablation: what the report's implementation most likely lacked", fontsize=11)
+    return save_figure(fig, path)

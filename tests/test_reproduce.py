@@ -1,0 +1,97 @@
+"""End-to-end test of ``scripts/reproduce_report.py`` on a tiny synthetic IDX dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend_mlp.cli.reproduce import main
+from backend_mlp.idx import write_idx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _synthetic_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 uint8 images whose class is a bright 5x5 block at a class-dependent place, plus noise."""
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + (int(k) // 5) * 13, 1 + (int(k) % 5) * 5
+        images[i, r : r + 5, c : c + 5] = 255
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_mnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        images, labels = _synthetic_images(n, rng)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    cmd = [sys.executable, str(ROOT / "scripts" / "reproduce_report.py"), "--device", "cpu", "--seeds", "2",
+           "--max-steps", "200", "--data-dir", str(mnist_dir), "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # one line per finished run: 2 seeds x (sections 4, 5, 6 + ablation b, c)
+    assert sum(line.startswith("[") for line in proc.stdout.splitlines()) == 10
+
+    for name in ("REPORT.md", "results.json", "cost_curves.png", "weights_plain_vs_l2.png",
+                 "batchnorm_ablation.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not list(out.glob(".*.tmp")), "temporary files left behind"
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is True
+    assert "reproduce_report.py" in results["command"] and "--max-steps 200" in results["command"]
+    assert {"cpu_model", "cpu_count", "numpy", "backend"} <= set(results["machine"])
+    assert results["settings"]["dtype"] == "float64"
+    runs = results["runs"]
+    assert len(runs) == 10
+    assert {(r["key"], r["seed"]) for r in runs} == {
+        (k, s) for k in ("4", "5", "6", "bn-b", "bn-c") for s in (0, 1)
+    }
+    assert all(r["steps"] <= 200 and 0 <= r["test_accuracy"] <= 1 for r in runs)
+    assert all(len(r["weight_std"]) == 4 for r in runs)
+    assert all("test_accuracy_batch_statistics" in r for r in runs if r["key"] in ("5", "bn-b", "bn-c"))
+    assert len(results["checks"]) == 5 and all(c["passed"] in (True, False) for c in results["checks"])
+
+    report = (out / "REPORT.md").read_text()
+    assert report.index("## Acceptance checks") < report.index("## How this was produced")
+    assert "--max-steps" in report
+    for title in ("### Section 4: plain network", "### Section 5: batch normalisation",
+                  "### Section 6: L2 regularisation", "## Section 6: weights with and without L2",
+                  "## Why the report's batch norm did worse: ablation"):
+        assert title in report
+    table_rows = [line for line in report.splitlines() if line.startswith("| ")]
+    for label in ("steps", "epochs", "train accuracy", "validation accuracy", "test accuracy",
+                  "final training cost", "best validation cost", "wall time (s)"):
+        assert sum(row.startswith(f"| {label} |") for row in table_rows) == 3, label
+    for layer in ("W1", "W2", "W3", "W4"):
+        assert any(row.startswith(f"| {layer} |") for row in table_rows)
+    for variant in ("(a)", "(b)", "(c)", "(d)"):
+        assert any(row.startswith(f"| {variant} ") for row in table_rows), variant
+    for fig in ("cost_curves.png", "weights_plain_vs_l2.png", "batchnorm_ablation.png"):
+        assert f"]({fig})" in report
+
+
+def test_reproduce_cli_errors(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--sections", "4,7", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--sections" in err
+    assert main(["--device", "tpu", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "y")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tpu" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
