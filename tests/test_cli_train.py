@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from synthetic_mnist import write_synthetic_mnist
 
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint
 from backend_mlp.cli.train import main
@@ -35,24 +36,9 @@ HYPERPARAMETERS = {
 }
 
 
-def _images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 70, (n, 28, 28))
-    for i, label in enumerate(labels):
-        top = 2 * int(label) + 2
-        images[i, top : top + 4, 4:24] += 170
-    return np.clip(images, 0, 255).astype(np.uint8), labels
-
-
 @pytest.fixture(scope="module")
 def synthetic_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("synthetic_mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 2000), ("t10k", 500)):
-        images, labels = _images(rng, n)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
-    return folder
+    return write_synthetic_mnist(tmp_path_factory.mktemp("synthetic_mnist"), n_train=2000, n_test=500)
 
 
 def _env() -> dict[str, str]:

@@ -7,34 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from synthetic_mnist import write_synthetic_mnist
 
 from backend_mlp.cli.reproduce import main
-from backend_mlp.idx import write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _synthetic_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """28x28 uint8 images whose class is a bright 5x5 block at a class-dependent place, plus noise."""
-    labels = rng.integers(0, 10, size=n).astype(np.uint8)
-    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-    for i, k in enumerate(labels):
-        r, c = 2 + (int(k) // 5) * 13, 1 + (int(k) % 5) * 5
-        images[i, r : r + 5, c : c + 5] = 255
-    return images, labels
-
-
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 600), ("t10k", 200)):
-        images, labels = _synthetic_images(n, rng)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
+    return write_synthetic_mnist(tmp_path_factory.mktemp("tiny_mnist"), n_train=600, n_test=200)
 
 
 def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
