@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from .backend import Backend, resolve_backend, resolve_dtype_name
 from .config import BatchNormConfig
 from .dataset import Dataset
@@ -64,15 +66,29 @@ def prepare_mnist(
     validation_fraction: float = 0.2,
     download: bool = True,
 ) -> MnistSplits:
-    """Load MNIST (see :func:`backend_mlp.mnist.load_mnist`), split it and place it on ``device`` once."""
+    """Load MNIST (see :func:`backend_mlp.mnist.load_mnist`), split it and place it on ``device`` once.
+
+    The split is exactly :func:`~backend_mlp.mnist.split_train_validation`'s,
+    but it copies no images: the loaded rows are put in the split's order in
+    place, and the training and validation images are two views of that one
+    buffer (on the CPU the datasets share it), so peak host memory stays near
+    the size of the 60,000 loaded images.
+    """
     backend = resolve_backend(device)
     dtype = resolve_dtype_name(dtype)
     mnist = load_mnist(data_dir, dtype=dtype, download=download)
+    images, labels = mnist.train_images, mnist.train_labels
     te_x, te_y = mnist.test_images, mnist.test_labels
-    tr_x, tr_y, va_x, va_y = split_train_validation(
-        mnist.train_images, mnist.train_labels, validation_fraction, seed=split_seed
+    del mnist
+    # the split's sample order, from split_train_validation itself (applied to row numbers)
+    tr_rows, tr_y, va_rows, va_y = split_train_validation(
+        np.arange(images.shape[0]), labels, validation_fraction, seed=split_seed
     )
-    del mnist  # the unsplit 60,000 images are no longer needed: keep peak memory low
+    if not (images.flags.writeable and images.flags.c_contiguous):
+        images = np.array(images, order="C")  # a writable, row-contiguous copy
+    _permute_rows_in_place(images, np.concatenate([tr_rows, va_rows]))
+    n_train = int(tr_rows.shape[0])
+    tr_x, va_x = images[:n_train], images[n_train:]
     return MnistSplits(
         train=Dataset.from_host(tr_x, tr_y, device=backend, dtype=dtype),
         val=Dataset.from_host(va_x, va_y, device=backend, dtype=dtype),
@@ -81,6 +97,30 @@ def prepare_mnist(
         dtype=dtype,
         split_seed=split_seed,
     )
+
+
+def _permute_rows_in_place(x: np.ndarray, order: np.ndarray) -> None:
+    """``x[:] = x[order]`` for a permutation ``order`` of the rows, with one row of scratch memory."""
+    n = int(order.shape[0])
+    target = order.tolist()
+    visited = bytearray(n)
+    scratch = np.empty_like(x[0])
+    for start in range(n):  # follow each cycle of the permutation once
+        if visited[start]:
+            continue
+        visited[start] = 1
+        if target[start] == start:
+            continue
+        scratch[...] = x[start]
+        i = start
+        while True:
+            j = target[i]
+            if j == start:
+                x[i] = scratch
+                break
+            x[i] = x[j]
+            visited[j] = 1
+            i = j
 
 
 def config_to_dict(config: TrainingConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from . import validation as V
 from .backend import namespace_of
 from .batchnorm import (
     BatchNormCache,
@@ -59,7 +60,22 @@ def count_layers(parameters: dict[str, Array]) -> int:
             f"parameters: keys {sorted(parameters)!r} lack {missing or ['W1', 'b1']!r}; "
             "expected W1, b1, ..., WL, bL (see initialize_parameters)"
         )
+    stray = [k for k in parameters if _layer_of(k) > (L - 1 if str(k).startswith(("gamma", "beta")) else L)]
+    if stray:
+        raise InputValidationError(
+            f"parameters: received keys {sorted(stray)!r} that belong to no layer of W1..W{L}; expected W1, b1, "
+            f"..., W{L}, b{L} (and gamma/beta of the hidden layers 1..{L - 1} only)"
+        )
     return L
+
+
+def _layer_of(key: Any) -> int:
+    """The layer number of a parameter key ``W3``, ``b3``, ``gamma3``, ``beta3``; 0 for other keys."""
+    if isinstance(key, str):
+        for prefix in ("W", "b", "gamma", "beta"):
+            if key.startswith(prefix) and key[len(prefix):].isdigit():
+                return int(key[len(prefix):])
+    return 0
 
 
 def L_model_forward(
@@ -75,18 +91,45 @@ def L_model_forward(
     With batch norm and ``training=True`` (the default) batch statistics are
     used and, if ``bn_state`` is given, its running statistics are updated in
     place.  With ``training=False`` the running statistics in ``bn_state`` are used.
+
+    Raises :class:`InputValidationError` (bad shape, orientation, dtype, mixed dtypes,
+    NaN/inf in ``X``) or :class:`BackendMismatchError` (arrays of two backends/devices).
     """
     L = count_layers(parameters)
     bn = as_batchnorm_config(use_batchnorm)
+    training = V.check_bool("training", training)
     if bn is not None:
         _check_batchnorm_arguments(parameters, L, bn, training, bn_state)
-    xp = namespace_of(X, *parameters.values(), *(bn_state or {}).values())
-    if X.ndim != 2 or X.shape[0] != parameters["W1"].shape[1]:
-        raise InputValidationError(
-            f"X: received shape {tuple(X.shape)}; expected (n_features={parameters['W1'].shape[1]}, m) "
-            "with one column per sample"
-        )
+    xp = _check_forward_inputs(X, parameters, L, bn, training, bn_state)
     return _forward(xp, X, parameters, L, bn, training, bn_state)
+
+
+def _check_forward_inputs(
+    X: Array,
+    parameters: dict[str, Array],
+    L: int,
+    bn: BatchNormConfig | None,
+    training: bool,
+    bn_state: dict[str, Array] | None,
+) -> Any:
+    """Backend, dtype, shapes and finiteness of a forward call's arguments; returns the namespace."""
+    if bn_state is not None:
+        V.check_dict("bn_state", bn_state, "a dict from initialize_batchnorm_state")
+    named = {"X": X, **{f"parameters[{k!r}]": v for k, v in parameters.items()}}
+    if bn is not None and bn_state:
+        named.update({f"bn_state[{k!r}]": v for k, v in bn_state.items()})
+    xp = V.common_namespace(named)
+    dims = V.check_parameter_shapes(parameters, L)
+    W1 = parameters["W1"]
+    V.check_real_floating("parameters['W1']", W1, xp)
+    V.check_same_dtype(named, "parameters['W1']", W1.dtype)
+    V.check_samples_as_columns("X", X, dims[0], "n_features")
+    if bn is not None:
+        V.check_bn_state_shapes(bn_state or {}, dims)
+        if training:
+            V.check_has_samples("X", X)
+    V.check_finite("X", X, xp)
+    return xp
 
 
 def _check_batchnorm_arguments(
@@ -184,52 +227,72 @@ def L_model_backward(
 
     Uses the fused softmax + cross-entropy gradient ``dZ_L = AL - Y`` (exact
     and stable).  With ``l2_lambda > 0`` adds ``(l2_lambda / m) * W_l`` to each ``dW{l}``.
+    Raises :class:`InputValidationError` (shapes, dtypes, ``Y`` not one-hot, bad ``l2_lambda``)
+    or :class:`BackendMismatchError`.
     """
     if not isinstance(caches, list) or not caches or not all(isinstance(c, LayerCache) for c in caches):
-        raise InputValidationError("caches: expected the list of caches returned by L_model_forward")
-    if tuple(AL.shape) != tuple(Y.shape):
         raise InputValidationError(
-            f"Y: received shape {tuple(Y.shape)}; expected {tuple(AL.shape)} (one-hot, like AL)"
+            f"caches: received {type(caches).__name__}; expected the non-empty list of caches returned by "
+            "L_model_forward"
         )
-    xp = namespace_of(AL, Y, caches[-1].linear[1])
+    l2_lambda = V.check_nonnegative_number("l2_lambda", l2_lambda, " (0 disables L2)")
+    W_last = caches[-1].linear[1]
+    xp = V.common_namespace({"AL": AL, "Y": Y, "caches": W_last})
+    V.check_ndim("AL", AL, 2, "(n_classes, m) as returned by L_model_forward")
+    V.check_real_floating("AL", AL, xp)
+    V.check_same_dtype({"Y": Y, "caches": W_last}, "AL", AL.dtype)
+    expected = (int(W_last.shape[0]), int(caches[0].linear[0].shape[1]))
+    if V.shape_of(AL) != expected:
+        raise InputValidationError(
+            f"AL: received shape {V.shape_of(AL)}; expected {expected}, the output of the forward pass "
+            "that produced caches"
+        )
+    if V.shape_of(Y) != V.shape_of(AL):
+        raise InputValidationError(
+            f"Y: received shape {V.shape_of(Y)}; expected {V.shape_of(AL)} (one-hot, like AL)"
+        )
+    V.check_has_samples("AL", AL)
+    V.check_one_hot("Y", Y, xp)
     return _backward(xp, AL, Y, caches, l2_lambda)
 
 
 def _backward(
     xp: Any, AL: Array, Y: Array, caches: list[LayerCache], l2_lambda: float
 ) -> dict[str, Array]:
-    grads: dict[str, Array] = {}
+    """Gradients in the order dW1, db1, (dgamma1, dbeta1), dW2, ...; every array is fresh.
+
+    The first layer's ``dA_prev`` (the gradient with respect to the input) is
+    never needed and not computed.  In-place updates act on fresh arrays only,
+    so the results are bit for bit those of the out-of-place formulas.
+    """
     m = AL.shape[1]
     L = len(caches)
+    per_layer: list[tuple[Array, Array, Array | None, Array | None]] = [None] * L  # type: ignore[list-item]
     dZ = AL - Y  # fused softmax + cross-entropy, per sample
     dA: Array = None  # gradient flowing into layer l's output, set by layer l + 1
     for l in range(L, 0, -1):
         cache = caches[l - 1]
         A_prev, W, _ = cache.linear
+        dgamma = dbeta = None
         if l < L:
-            if cache.position == "after":
+            if cache.position is None:
+                dZ = _relu_backward(xp, dA, cache.activation)
+            elif cache.position == "after":
                 dR, dgamma, dbeta = _batchnorm_backward(xp, dA, cache.batchnorm)
                 dZ = _relu_backward(xp, dR, cache.activation)
-            elif cache.position == "before":
+            else:
                 dN = _relu_backward(xp, dA, cache.activation)
                 dZ, dgamma, dbeta = _batchnorm_backward(xp, dN, cache.batchnorm)
-            else:
-                dgamma = dbeta = None
-                dZ = _relu_backward(xp, dA, cache.activation)
-            if dgamma is not None:
-                grads[f"dgamma{l}"], grads[f"dbeta{l}"] = dgamma, dbeta
-        dA, dW, db = _linear_backward(xp, dZ, A_prev, W)
+        dA, dW, db = _linear_backward(xp, dZ, A_prev, W, need_dA_prev=l > 1)
         if l2_lambda:
-            dW = dW + (l2_lambda / m) * W
+            dW += (l2_lambda / m) * W  # dW is fresh: same bits as dW + (l2_lambda / m) * W
+        per_layer[l - 1] = (dW, db, dgamma, dbeta)
+    grads: dict[str, Array] = {}
+    for l, (dW, db, dgamma, dbeta) in enumerate(per_layer, start=1):
         grads[f"dW{l}"], grads[f"db{l}"] = dW, db
-    return dict(sorted(grads.items(), key=lambda kv: _grad_order(kv[0])))
-
-
-def _grad_order(key: str) -> tuple[int, int]:
-    for rank, prefix in enumerate(("dW", "db", "dgamma", "dbeta")):
-        if key.startswith(prefix) and key[len(prefix):].isdigit():
-            return int(key[len(prefix):]), rank
-    return 10**9, 0
+        if dgamma is not None:
+            grads[f"dgamma{l}"], grads[f"dbeta{l}"] = dgamma, dbeta
+    return grads
 
 
 def update_parameters(
@@ -238,16 +301,30 @@ def update_parameters(
     """One SGD step: ``p <- p - learning_rate * d{p}`` for every ``p`` that has a gradient.
 
     Returns a new dict; parameters without a gradient are carried over unchanged.
+    Raises :class:`InputValidationError` (learning rate not a finite positive number, unknown
+    gradient names, shape or dtype mismatches) or :class:`BackendMismatchError`.
     """
-    if not learning_rate > 0:
-        raise InputValidationError(
-            f"learning_rate: received {learning_rate!r}; expected a positive number such as 0.009"
-        )
-    unknown = [k for k in grads if k[1:] not in parameters]
+    V.check_dict("parameters", parameters, "a dict of arrays from initialize_parameters")
+    V.check_dict("grads", grads, "a dict of arrays from L_model_backward")
+    learning_rate = V.check_positive_number("learning_rate", learning_rate, "0.009")
+    unknown = [k for k in grads if not (isinstance(k, str) and k.startswith("d") and k[1:] in parameters)]
     if unknown:
         raise InputValidationError(
-            f"grads: keys {unknown!r} match no parameter; expected d<name> for names in {sorted(parameters)!r}"
+            f"grads: received keys {unknown!r} that match no parameter; expected d<name> for names in "
+            f"{sorted(parameters)!r}"
         )
+    named = {f"parameters[{k!r}]": v for k, v in parameters.items()}
+    named.update({f"grads[{k!r}]": v for k, v in grads.items()})
+    xp = V.common_namespace(named)
+    for k, g in grads.items():
+        p = parameters[k[1:]]
+        V.check_real_floating(f"parameters[{k[1:]!r}]", p, xp)
+        if V.shape_of(g) != V.shape_of(p):
+            raise InputValidationError(
+                f"grads[{k!r}]: received shape {V.shape_of(g)}; expected {V.shape_of(p)}, the shape of "
+                f"parameters[{k[1:]!r}]"
+            )
+        V.check_same_dtype({f"grads[{k!r}]": g}, f"parameters[{k[1:]!r}]", p.dtype)
     return _sgd_step(parameters, grads, learning_rate)
 
 
@@ -282,5 +359,15 @@ def predict(
 
 def accuracy(predictions: Array, Y: Array) -> float:
     """Fraction of ``predictions`` (m,) equal to the class of one-hot ``Y`` (n_classes, m)."""
-    xp = namespace_of(predictions, Y)
+    xp = V.common_namespace({"predictions": predictions, "Y": Y})
+    V.check_ndim("predictions", predictions, 1, "(m,) of class indices, as returned by predict")
+    V.check_ndim("Y", Y, 2, "(n_classes, m), one-hot")
+    if predictions.shape[0] != Y.shape[1]:
+        raise InputValidationError(
+            f"predictions, Y: received {predictions.shape[0]} predictions and {Y.shape[1]} columns of Y; "
+            "expected one prediction per column (sample) of Y"
+        )
+    V.check_has_samples("Y", Y)
+    V.check_real_floating("Y", Y, xp)
+    V.check_one_hot("Y", Y, xp)
     return float(xp.mean(xp.astype(predictions == xp.argmax(Y, axis=0), Y.dtype)))

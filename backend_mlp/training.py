@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np  # host-side RNG only
 
+from . import validation as V
 from .backend import backend_of, namespace_of
 from .config import BatchNormConfig, as_batchnorm_config
 from .dataset import Dataset
 from .errors import InputValidationError, TrainingDivergedError
 from .initialization import check_layer_dims, initialize_batchnorm_state, initialize_parameters
 from .losses import _cross_entropy, _l2_penalty
-from .network import _backward, _forward, _sgd_step
+from .network import _backward, _forward
 
 Array = Any
 
@@ -50,23 +51,22 @@ class TrainingConfig:
     min_improvement: float = 1e-4
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layer_dims", tuple(check_layer_dims(self.layer_dims)))
-        object.__setattr__(self, "batchnorm", as_batchnorm_config(self.batchnorm))
-        _positive("learning_rate", self.learning_rate, "0.009")
-        _positive_int("num_iterations", self.num_iterations)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("record_every", self.record_every)
-        if (
-            not (isinstance(self.l2_lambda, (int, float)) and math.isfinite(self.l2_lambda))
-            or self.l2_lambda < 0
-        ):
-            raise InputValidationError(
-                f"l2_lambda: received {self.l2_lambda!r}; expected a finite number >= 0 (0 disables L2)"
-            )
-        if not isinstance(self.min_improvement, (int, float)) or not self.min_improvement >= 0:
-            raise InputValidationError(
-                f"min_improvement: received {self.min_improvement!r}; expected a number >= 0"
-            )
+        # validated and normalised to plain Python values (NumPy scalars accepted), so configs
+        # compare, print and serialise alike
+        checked = {
+            "layer_dims": tuple(check_layer_dims(self.layer_dims)),
+            "batchnorm": as_batchnorm_config(self.batchnorm),
+            "learning_rate": V.check_positive_number("learning_rate", self.learning_rate, "0.009"),
+            "num_iterations": V.check_positive_int("num_iterations", self.num_iterations),
+            "batch_size": V.check_positive_int("batch_size", self.batch_size),
+            "record_every": V.check_positive_int("record_every", self.record_every),
+            "l2_lambda": V.check_nonnegative_number("l2_lambda", self.l2_lambda, " (0 disables L2)"),
+            "min_improvement": V.check_nonnegative_number("min_improvement", self.min_improvement),
+            "seed": V.check_seed("seed", self.seed),
+            "early_stopping": V.check_bool("early_stopping", self.early_stopping),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 def _positive(name: str, value: Any, example: str) -> None:
@@ -209,16 +209,30 @@ def train(
     xp = namespace_of(train_data.X_rows, train_data.Y_rows)
     if state is None:
         state = new_training_state(config, train_data)
+    else:
+        _check_state(state, train_data, config)
+    for name, fn in (("callback", callback), ("checkpoint_callback", checkpoint_callback)):
+        if fn is not None and not callable(fn):
+            raise InputValidationError(f"{name}: received {type(fn).__name__}; expected a callable or None")
     loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback)
     loop.run()
     return loop.result()
 
 
 def _check_data(train_data: Dataset, val_data: Dataset | None, config: TrainingConfig) -> None:
+    if not isinstance(config, TrainingConfig):
+        raise InputValidationError(f"config: received {type(config).__name__}; expected a TrainingConfig")
     dims = config.layer_dims
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is None:
             continue
+        if not isinstance(data, Dataset):
+            raise InputValidationError(
+                f"{name}: received {type(data).__name__}; expected a Dataset (Dataset.from_host or "
+                "Dataset.from_columns)"
+            )
+        if data.n_samples == 0:
+            raise InputValidationError(f"{name}: received 0 samples; expected at least one")
         if data.n_features != dims[0]:
             raise InputValidationError(
                 f"layer_dims: first entry is {dims[0]} but {name} has {data.n_features} features; "
@@ -233,6 +247,30 @@ def _check_data(train_data: Dataset, val_data: Dataset | None, config: TrainingC
         raise InputValidationError(
             f"batch_size: received {config.batch_size}; expected at most the {train_data.n_samples} "
             "training samples"
+        )
+    if val_data is not None:
+        V.common_namespace({"train_data.X_rows": train_data.X_rows, "val_data.X_rows": val_data.X_rows})
+        V.check_same_dtype({"val_data.X_rows": val_data.X_rows}, "train_data.X_rows", train_data.X_rows.dtype)
+
+
+def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConfig) -> None:
+    """A state to resume from must match the data's backend, dtype and the configured architecture."""
+    if not isinstance(state, TrainingState):
+        raise InputValidationError(
+            f"state: received {type(state).__name__}; expected a TrainingState (new_training_state or a checkpoint)"
+        )
+    V.check_dict("state.parameters", state.parameters, "a dict of arrays")
+    named = {"train_data.X_rows": train_data.X_rows}
+    named.update({f"state.parameters[{k!r}]": v for k, v in state.parameters.items()})
+    V.common_namespace(named)
+    V.check_same_dtype(named, "train_data.X_rows", train_data.X_rows.dtype)
+    dims = config.layer_dims
+    L = len(dims) - 1
+    missing = [k for l in range(1, L + 1) for k in (f"W{l}", f"b{l}") if k not in state.parameters]
+    if missing or V.check_parameter_shapes(state.parameters, L) != list(dims):
+        raise InputValidationError(
+            f"state.parameters: received keys {sorted(state.parameters)!r} whose shapes do not match "
+            f"layer_dims {list(dims)!r}; expected the state of a run with the same architecture"
         )
 
 
@@ -266,11 +304,12 @@ class _Loop:
     def run(self) -> None:
         st, cfg = self.state, self.config
         start = time.perf_counter() - st.elapsed_seconds
+        xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
         try:
             while st.step < cfg.num_iterations and st.stopped_reason is None:
                 idx = self._next_batch_indices()
-                Xb = self.xp.take(self.data.X_rows, idx, axis=0).T
-                Yb = self.xp.take(self.data.Y_rows, idx, axis=0).T
+                Xb = xp.take(X_rows, idx, axis=0).T
+                Yb = xp.take(Y_rows, idx, axis=0).T
                 before = st.parameters
                 params, bn_state, AL = self._step(Xb, Yb)
                 # commit the step only once it is complete, so Ctrl-C never leaves half a step
@@ -299,14 +338,35 @@ class _Loop:
             self.device_order = None
         if self.device_order is None:
             self.device_order = self.backend.asarray(st.order)
-        return self.device_order[st.position : st.position + self.config.batch_size]
+        end = min(st.position + self.config.batch_size, n)  # in-bounds slice stops (array API)
+        return self.device_order[st.position : end]
 
     def _step(self, Xb: Array, Yb: Array) -> tuple[dict[str, Array], dict[str, Array], Array]:
+        """One SGD step into NEW parameter/state dicts (``state`` itself is left untouched).
+
+        Same bits as ``_sgd_step``: the gradients from ``_backward`` are fresh
+        arrays owned by this step, so each becomes its new parameter in place,
+        ``g *= -lr; g += p`` (``p + (-lr) * g`` rounds exactly like ``p - lr * g``),
+        with no temporary at all.  Parameter arrays themselves are never
+        modified, so earlier dicts (the best parameters, a caller's) stay valid
+        and an interrupted step leaves the state untouched.
+        """
         cfg = self.config
+        params = self.state.parameters
         bn_state = dict(self.state.bn_state)
-        AL, caches = _forward(self.xp, Xb, self.state.parameters, self.L, cfg.batchnorm, True, bn_state)
+        AL, caches = _forward(self.xp, Xb, params, self.L, cfg.batchnorm, True, bn_state)
         grads = _backward(self.xp, AL, Yb, caches, cfg.l2_lambda)
-        return _sgd_step(self.state.parameters, grads, cfg.learning_rate), bn_state, AL
+        lr = cfg.learning_rate
+        new_params = {}
+        for k, p in params.items():
+            g = grads.get("d" + k)
+            if g is None:
+                new_params[k] = p
+            else:
+                g *= -lr
+                g += p
+                new_params[k] = g
+        return new_params, bn_state, AL
 
     def _record(self, AL: Array, Yb: Array, before: dict[str, Array]) -> None:
         """Record the cost of the step just taken (``AL`` was computed with ``before``)."""
@@ -436,8 +496,10 @@ def L_layer_model(
     works as in the report (costs every ``record_every`` steps).  Early stopping
     needs ``X_val``/``Y_val``; without them training runs ``num_iterations`` steps.
     """
+    dims = V.check_layer_dims(layers_dims, "layers_dims")
+    X_val, Y_val = _check_layer_model_arrays(X, Y, X_val, Y_val, dims)
     config = TrainingConfig(
-        layer_dims=tuple(layers_dims),
+        layer_dims=tuple(dims),
         learning_rate=learning_rate,
         num_iterations=num_iterations,
         batch_size=batch_size,
@@ -450,12 +512,36 @@ def L_layer_model(
     )
     train_data = Dataset.from_columns(X, Y)
     val_data = None
-    if (X_val is None) != (Y_val is None):
-        raise InputValidationError("X_val, Y_val: pass both or neither")
     if X_val is not None:
-        namespace_of(X, X_val, Y_val)
         val_data = Dataset.from_columns(X_val, Y_val)
     return train(train_data, config, val_data, callback=callback)
+
+
+def _check_layer_model_arrays(
+    X: Array, Y: Array, X_val: Array | None, Y_val: Array | None, dims: list[int]
+) -> tuple[Array | None, Array | None]:
+    """Backends and orientation of :func:`L_layer_model`'s arrays against ``layers_dims``."""
+    if (X_val is None) != (Y_val is None):
+        given = "X_val" if X_val is not None else "Y_val"
+        raise InputValidationError(f"X_val, Y_val: received only {given}; expected both or neither")
+    V.common_namespace({"X": X, "Y": Y, "X_val": X_val, "Y_val": Y_val})
+    for name, arr, rows, meaning in (
+        ("X", X, dims[0], "n_features"),
+        ("Y", Y, dims[-1], "n_classes"),
+        ("X_val", X_val, dims[0], "n_features"),
+        ("Y_val", Y_val, dims[-1], "n_classes"),
+    ):
+        if arr is None:
+            continue
+        V.check_ndim(name, arr, 2, f"({meaning}, m) with one column per sample")
+        if arr.shape[0] != rows:
+            hint = f"; samples must be columns: pass {name}.T" if arr.shape[1] == rows else ""
+            source = "first" if meaning == "n_features" else "last"
+            raise InputValidationError(
+                f"{name}: received shape {V.shape_of(arr)}; expected ({meaning}={rows}, m) to match the "
+                f"{source} entry of layers_dims {dims!r}{hint}"
+            )
+    return X_val, Y_val
 
 
 __all__ = [
