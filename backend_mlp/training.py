@@ -69,22 +69,6 @@ class TrainingConfig:
             object.__setattr__(self, name, value)
 
 
-def _positive(name: str, value: Any, example: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise InputValidationError(
-            f"{name}: received {value!r}; expected a positive number such as {example}"
-        )
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InputValidationError(f"{name}: received {value!r}; expected a positive integer")
-
-
 @dataclass
 class TrainingState:
     """Everything needed to continue a run exactly where it stopped.
@@ -312,13 +296,17 @@ class _Loop:
                 Yb = xp.take(Y_rows, idx, axis=0).T
                 before = st.parameters
                 params, bn_state, AL = self._step(Xb, Yb)
-                # commit the step only once it is complete, so Ctrl-C never leaves half a step
+                costs = None
+                if (st.step + 1) % cfg.record_every == 0:
+                    costs = self._measure(AL, Yb, before, params, bn_state)
+                # commit the step only once it (and its record's measurements) is complete, so a
+                # Ctrl-C anywhere before this line leaves the state as it was before the step
                 st.parameters, st.bn_state = params, bn_state
                 st.position += Xb.shape[1]
                 st.step += 1
-                if st.step % cfg.record_every == 0:
+                if costs is not None:
                     st.elapsed_seconds = time.perf_counter() - start
-                    self._record(AL, Yb, before)
+                    self._record(*costs)
             if st.stopped_reason is None:
                 st.stopped_reason = "num_iterations"
         except KeyboardInterrupt:
@@ -368,19 +356,25 @@ class _Loop:
                 new_params[k] = g
         return new_params, bn_state, AL
 
-    def _record(self, AL: Array, Yb: Array, before: dict[str, Array]) -> None:
-        """Record the cost of the step just taken (``AL`` was computed with ``before``)."""
-        st, cfg, xp = self.state, self.config, self.xp
-        params = st.parameters
+    def _measure(
+        self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
+    ) -> tuple[float, float | None]:
+        """Host costs of a record step, changing nothing: the mini-batch cost (``AL`` was computed
+        with ``before``, L2 term included) and the validation cost with the updated ``params``."""
+        cfg, xp = self.config, self.xp
         cost = _cross_entropy(xp, AL, Yb)
         if cfg.l2_lambda:
             weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
             cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
-        train_cost = float(cost)
+        val_cost = None if self.val is None else self.validation_cost(params, bn_state)
+        return float(cost), val_cost
+
+    def _record(self, train_cost: float, val_cost: float | None) -> None:
+        """Record the measured costs of the step just committed; early stopping and callbacks."""
+        st, cfg = self.state, self.config
+        params = st.parameters
         st.costs.append((st.step, train_cost))
-        val_cost = None
-        if self.val is not None:
-            val_cost = self.validation_cost(params, st.bn_state)
+        if val_cost is not None:
             st.val_costs.append((st.step, val_cost))
         if not math.isfinite(train_cost) or (val_cost is not None and not math.isfinite(val_cost)):
             self._diverged(train_cost, val_cost)

@@ -162,3 +162,31 @@ def test_resume_on_another_backend(tmp_path: Path, data: tuple[Dataset, Dataset]
     resumed = train(train_s, config, val_s, state=strict.state)
     assert resumed.steps == full.steps
     assert _max_diff(resumed.state.parameters, full.state.parameters) <= 1e-10
+
+
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["plain", "batchnorm"])
+def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
+    tmp_path: Path, data: tuple[Dataset, Dataset], batchnorm: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside the validation pass of step 120: resuming redoes step 120 and its record."""
+    from backend_mlp import training
+
+    config = _config(batchnorm, early_stopping=True, min_improvement=0.0)
+    full = train(data[0], config, data[1])
+    original = training._Loop.validation_cost
+    calls = {"n": 0}
+
+    def interrupted_once(self: Any, params: Any, bn_state: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 12:  # the record of step 120
+            raise KeyboardInterrupt
+        return original(self, params, bn_state)
+
+    monkeypatch.setattr(training._Loop, "validation_cost", interrupted_once)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data[0], config, data[1])
+    monkeypatch.setattr(training._Loop, "validation_cost", original)
+    cut = info.value.state
+    assert cut.step == 119 and [s for s, _ in cut.costs][-1] == 110 and [s for s, _ in cut.val_costs][-1] == 110
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, cut)).state
+    _assert_same(train(data[0], config, data[1], state=loaded), full)
