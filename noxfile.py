@@ -102,13 +102,13 @@ def tests_array_api_strict(session: nox.Session) -> None:
 
 @nox.session(name="tests-torch", python=PYTHON, tags=["cpu"], default=TORCH_WHEEL is not None)
 def tests_torch(session: nox.Session) -> None:
-    """The numeric tests on PyTorch (CPU); opt-in where no local CPU wheel exists."""
+    """The whole suite on PyTorch (CPU), benchmark machinery included; opt-in where no local CPU wheel exists."""
     if TORCH_WHEEL is not None:
         _install(session, TORCH_WHEEL)
     else:
         session.install(f"torch=={TORCH_VERSION}", "--index-url", TORCH_CPU_INDEX)
         _install(session)
-    _pytest(session, "torch", *NUMERIC_TESTS)
+    _pytest(session, "torch")
 
 
 @nox.session(name="tests-cupy", python=PYTHON, tags=["gpu"])
