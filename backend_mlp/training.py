@@ -332,28 +332,26 @@ class _Loop:
     def _step(self, Xb: Array, Yb: Array) -> tuple[dict[str, Array], dict[str, Array], Array]:
         """One SGD step into NEW parameter/state dicts (``state`` itself is left untouched).
 
-        Same bits as ``_sgd_step``: the gradients from ``_backward`` are fresh
-        arrays owned by this step, so each becomes its new parameter in place,
-        ``g *= -lr; g += p`` (``p + (-lr) * g`` rounds exactly like ``p - lr * g``),
-        with no temporary at all.  Parameter arrays themselves are never
-        modified, so earlier dicts (the best parameters, a caller's) stay valid
-        and an interrupted step leaves the state untouched.
+        ``_backward`` returns the increments ``-lr * d{p}`` as fresh arrays
+        owned by this step, so each becomes its new parameter in place
+        (``inc += p``), with no temporary.  Parameter arrays themselves are
+        never modified, so earlier dicts (the best parameters, a caller's) stay
+        valid and an interrupted step leaves the state untouched.  The result
+        equals ``update_parameters`` up to rounding.
         """
         cfg = self.config
         params = self.state.parameters
         bn_state = dict(self.state.bn_state)
         AL, caches = _forward(self.xp, Xb, params, self.L, cfg.batchnorm, True, bn_state)
-        grads = _backward(self.xp, AL, Yb, caches, cfg.l2_lambda)
-        lr = cfg.learning_rate
+        increments = _backward(self.xp, AL, Yb, caches, cfg.l2_lambda, scale=-cfg.learning_rate)
         new_params = {}
         for k, p in params.items():
-            g = grads.get("d" + k)
-            if g is None:
+            inc = increments.get("d" + k)
+            if inc is None:
                 new_params[k] = p
             else:
-                g *= -lr
-                g += p
-                new_params[k] = g
+                inc += p
+                new_params[k] = inc
         return new_params, bn_state, AL
 
     def _measure(
