@@ -49,7 +49,11 @@ class Backend:
     device: Any = None
 
     def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
-        """Copy a host (NumPy-convertible) array onto this backend's device.
+        """Place a host (NumPy-convertible) array on this backend's device.
+
+        On a device (CuPy, CUDA) this is a copy; on host backends the result
+        may share memory with ``host_array`` when no dtype conversion is needed,
+        so do not modify that array in place afterwards.
 
         ``dtype`` is ``"float32"``/``"float64"``/any dtype name of the namespace,
         or ``None`` to keep the array's own dtype.
@@ -240,7 +244,11 @@ def backend_of(x: Any) -> Backend:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Copy any supported array (or a Python/NumPy scalar) to a NumPy array on the host."""
+    """Any supported array (or a Python/NumPy scalar) as a NumPy array on the host.
+
+    Device arrays are copied; a host array (NumPy, PyTorch CPU, array-api-strict)
+    may be returned as a view sharing its memory.
+    """
     if array_api_compat.is_numpy_array(x) or np.isscalar(x):
         return np.asarray(x)
     if array_api_compat.is_cupy_array(x):
@@ -251,7 +259,7 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def to_backend(x: Any, backend: str | Backend) -> Any:
-    """Copy an array from any backend onto ``backend`` (same dtype)."""
+    """Place an array from any backend on ``backend`` (same dtype; see :meth:`Backend.asarray`)."""
     return resolve_backend(backend).asarray(to_numpy(x))
 
 
@@ -261,6 +269,6 @@ def tree_to_numpy(tree: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def tree_to_backend(tree: dict[str, Any], backend: str | Backend) -> dict[str, Any]:
-    """Copy every array of a dict onto ``backend``."""
+    """Place every array of a dict on ``backend`` (see :func:`to_backend`)."""
     b = resolve_backend(backend)
     return {k: b.asarray(to_numpy(v)) for k, v in tree.items()}
