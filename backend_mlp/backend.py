@@ -24,7 +24,8 @@ from typing import Any
 import array_api_compat
 import numpy as np  # host-side conversion only
 
-from .errors import BackendMismatchError, BackendUnavailableError, InputValidationError
+from . import validation as V
+from .errors import BackendUnavailableError, InputValidationError
 
 DTYPES = ("float32", "float64")
 
@@ -93,8 +94,7 @@ class Backend:
 
 def resolve_dtype_name(dtype: Any) -> str:
     """Normalise ``"float32"``, ``"float64"``, ``np.float32`` or a namespace dtype to its name."""
-    name = getattr(dtype, "name", None) or str(dtype)
-    name = name.rsplit(".", 1)[-1]
+    name = V.dtype_name(dtype)
     if name not in DTYPES:
         raise InputValidationError(
             f"dtype: received {dtype!r}; expected one of {', '.join(DTYPES)}"
@@ -191,42 +191,14 @@ def resolve_backend(choice: str | Backend = "cpu") -> Backend:
     )
 
 
-def _library_name(x: Any) -> str:
-    return type(x).__module__.split(".", 1)[0]
-
-
 def namespace_of(*arrays: Any) -> Any:
     """The array-API namespace shared by ``arrays`` (``None`` entries are ignored).
 
     Raises :class:`BackendMismatchError` if the arrays come from different
     libraries or live on different devices, and :class:`InputValidationError`
-    if one of them is not an array at all.
+    if one of them is not an array at all (see :func:`validation.common_namespace`).
     """
-    present = [a for a in arrays if a is not None]
-    for a in present:
-        if not array_api_compat.is_array_api_obj(a):
-            raise InputValidationError(
-                f"received an object of type {type(a).__name__}; expected an array "
-                "(NumPy, CuPy, PyTorch or array-api-strict)"
-            )
-    try:
-        xp = array_api_compat.array_namespace(*present)
-    except TypeError:
-        libs = sorted({_library_name(a) for a in present})
-        raise BackendMismatchError(
-            f"arrays from different libraries were mixed in one call ({', '.join(libs)}); "
-            "move them to one backend first (backend_mlp.to_backend)"
-        ) from None
-    if len(present) > 1:
-        first = array_api_compat.device(present[0])
-        for a in present[1:]:
-            dev = array_api_compat.device(a)
-            if dev != first:
-                raise BackendMismatchError(
-                    f"arrays on different devices were mixed in one call ({first} and {dev}); "
-                    "move them to one device first (backend_mlp.to_backend)"
-                )
-    return xp
+    return V.common_namespace({f"array {i}": a for i, a in enumerate(arrays, start=1)})
 
 
 def backend_of(x: Any) -> Backend:
@@ -238,9 +210,9 @@ def backend_of(x: Any) -> Backend:
         return Backend(f"cupy:{x.device.id}", xp, x.device)
     if array_api_compat.is_torch_array(x):
         return Backend(f"torch:{x.device}", xp, x.device)
-    if _library_name(x) == "array_api_strict":
+    if V.library_of(x) == "array_api_strict":
         return Backend("array_api_strict", xp, None)
-    return Backend(_library_name(x), xp, array_api_compat.device(x))
+    return Backend(V.library_of(x), xp, array_api_compat.device(x))
 
 
 def to_numpy(x: Any) -> np.ndarray:

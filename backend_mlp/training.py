@@ -165,7 +165,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 def new_training_state(config: TrainingConfig, train_data: Dataset) -> TrainingState:
     """Fresh parameters (seeded He init) and running statistics on the data's backend."""
     backend = backend_of(train_data.X_rows)
-    dtype = str(train_data.X_rows.dtype).rsplit(".", 1)[-1]
+    dtype = V.dtype_name(train_data.X_rows.dtype)
     dims = config.layer_dims
     params = initialize_parameters(
         dims, config.seed, device=backend, dtype=dtype, use_batchnorm=config.batchnorm
