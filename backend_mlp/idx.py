@@ -206,6 +206,8 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, gzip: bool | N
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
 
+    The file gets the mode a plain ``open`` would give it (0666 less the umask).
+
     On any failure (including KeyboardInterrupt) the temporary file is removed and
     ``path`` is left as it was.
     """
@@ -215,6 +217,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except OSError as exc:
         raise DataError(f"cannot create a file in folder {p.parent}: {exc.strerror or exc}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give a normal file's mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -227,6 +230,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             raise DataError(f"cannot write file {p}: {exc.strerror or exc}") from exc
         raise
     _fsync_dir(p.parent)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

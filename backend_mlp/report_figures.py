@@ -10,9 +10,8 @@ mini-batch training cost and the validation cost at those steps, and the seed.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from .idx import atomic_write_bytes
 
 __all__ = [
     "Curve",
@@ -62,16 +63,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas: independent of pyplot's backend
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is a readable document
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(target, buffer.getvalue())
     return target
 
 

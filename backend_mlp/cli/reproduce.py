@@ -580,9 +580,8 @@ def render_report(results: dict[str, Any]) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically, readable by all (the temporary file is created 0600)."""
+    """Write ``text`` atomically."""
     atomic_write_bytes(path, text.encode())
-    os.chmod(path, 0o644)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
