@@ -3,7 +3,7 @@
 Both sides get the same network, the same initial weights
 (:func:`~backend_mlp.initialization.initialize_parameters_host`, copied into
 PyTorch), the same mini-batches (the host permutation the training loop draws,
-``numpy.random.default_rng((seed, 1))`` per epoch, replayed on the PyTorch
+``training.shuffle_generator(seed)`` per epoch, replayed on the PyTorch
 side), the same number of SGD steps, the same dtype and the same device.
 backend_mlp runs its real training loop (:func:`~backend_mlp.training.train`);
 PyTorch runs what a user would write: ``nn.Linear``/``nn.ReLU``/``nn.BatchNorm1d``
@@ -58,7 +58,7 @@ from .dataset import Dataset
 from .errors import BackendMLPError, BackendUnavailableError, InputValidationError
 from .initialization import initialize_batchnorm_state, initialize_parameters_host
 from .network import predict
-from .training import TrainingConfig, TrainingState, train
+from .training import TrainingConfig, TrainingState, shuffle_generator, train
 
 REPORT_DIMS = (784, 20, 7, 5, 10)
 N_TRAIN = 48_000
@@ -223,7 +223,7 @@ def batch_schedule(n_samples: int, batch_size: int, seed: int, n_steps: int) -> 
 
 def epoch_orders(n_samples: int, seed: int, n_epochs: int) -> list[np.ndarray]:
     """The host permutations of the first ``n_epochs`` epochs (the training loop's generator)."""
-    rng = np.random.default_rng((seed, 1))
+    rng = shuffle_generator(seed)
     return [rng.permutation(n_samples) for _ in range(n_epochs)]
 
 

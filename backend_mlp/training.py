@@ -258,6 +258,15 @@ def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConf
         )
 
 
+def shuffle_generator(seed: int) -> np.random.Generator:
+    """The host generator that draws each epoch's order (one ``permutation`` per epoch).
+
+    Separate from the initialisation stream of the same seed; code that must
+    replay the training order (benchmarks, tests) takes it from here.
+    """
+    return np.random.default_rng((seed, 1))
+
+
 class _Loop:
     """The step loop of :func:`train`; one instance per call."""
 
@@ -280,7 +289,7 @@ class _Loop:
         self.checkpoint_callback = checkpoint_callback
         self.backend = backend_of(train_data.X_rows)
         self.L = len(config.layer_dims) - 1
-        self.rng = np.random.default_rng((config.seed, 1))
+        self.rng = shuffle_generator(config.seed)
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None

@@ -1,6 +1,6 @@
 """The training loop's fused SGD step equals the report's functional API step by step.
 
-``train`` replays its own host-side batch order here: ``default_rng((seed, 1))``
+``train`` replays its own host-side batch order here: ``shuffle_generator(seed)``
 draws one permutation per epoch, batches are consecutive slices of it, the
 last batch of an epoch may be smaller.
 """
@@ -20,7 +20,7 @@ from backend_mlp import (
     update_parameters,
 )
 from backend_mlp.dataset import Dataset
-from backend_mlp.training import TrainingConfig, train
+from backend_mlp.training import TrainingConfig, shuffle_generator, train
 
 N, FEATURES, CLASSES, BATCH, STEPS = 90, 6, 3, 16, 23  # epochs of 6 batches, the last one of 10
 
@@ -37,7 +37,7 @@ def _functional_run(backend, X: np.ndarray, y: np.ndarray, config: TrainingConfi
     params = initialize_parameters(dims, config.seed, device=backend, use_batchnorm=config.batchnorm)
     state = initialize_batchnorm_state(dims, device=backend) if config.batchnorm else None
     Y = np.eye(CLASSES)[y]
-    rng = np.random.default_rng((config.seed, 1))
+    rng = shuffle_generator(config.seed)
     order, position = rng.permutation(N), 0
     for _ in range(config.num_iterations):
         if position >= N:
