@@ -100,23 +100,26 @@ def batchnorm_backward(dout: Array, cache: BatchNormCache) -> tuple[Array, Array
 def _batchnorm_backward(
     xp: Any, dout: Array, cache: BatchNormCache
 ) -> tuple[Array, Array | None, Array | None]:
+    if cache.gamma is None and not cache.batch_statistics:
+        return dout * cache.inv_std, None, None
     m = dout.shape[1]
     xhat = cache.xhat
+    # sum / m: the same bits as xp.mean without its overhead; in place on fresh arrays only
+    mean_dout = xp.sum(dout, axis=1, keepdims=True) / m
+    mean_dout_xhat = xp.sum(dout * xhat, axis=1, keepdims=True) / m
     if cache.gamma is None:
         dgamma = dbeta = None
-        dxhat = dout
+        scale = cache.inv_std
     else:
-        dgamma = xp.sum(dout * xhat, axis=1, keepdims=True) / m
-        dbeta = xp.sum(dout, axis=1, keepdims=True) / m
-        dxhat = dout * cache.gamma
+        dgamma, dbeta = mean_dout_xhat, mean_dout
+        scale = cache.gamma * cache.inv_std
     if not cache.batch_statistics:
-        return dxhat * cache.inv_std, dgamma, dbeta
-    # sum / m: the same bits as xp.mean without its overhead; in place on fresh arrays only
-    mean_dxhat = xp.sum(dxhat, axis=1, keepdims=True) / m
-    mean_dxhat_xhat = xp.sum(dxhat * xhat, axis=1, keepdims=True) / m
-    dA = dxhat - mean_dxhat
-    dA -= xhat * mean_dxhat_xhat
-    dA *= cache.inv_std
+        return dout * scale, dgamma, dbeta
+    # dxhat = gamma * dout, so mean(dxhat) = gamma * dbeta and mean(dxhat * xhat) = gamma * dgamma:
+    # dA = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)), three (n, m) passes fewer
+    dA = dout - mean_dout
+    dA -= xhat * mean_dout_xhat
+    dA *= scale
     return dA, dgamma, dbeta
 
 

@@ -266,14 +266,19 @@ def _backward(
     so the results are bit for bit those of the out-of-place formulas.
 
     With ``scale`` every returned gradient is multiplied by it (the training
-    loop passes ``-learning_rate`` to get the SGD increments): a linear layer
-    folds ``scale / m`` into the small ``dZ`` before its matmul instead of
-    making two more passes over the weight-sized ``dW`` (equal up to rounding).
+    loop passes ``-learning_rate`` to get the SGD increments): ``scale / m``
+    is folded into the output layer's small ``dZ`` once instead of making two
+    more passes over every weight-sized ``dW`` (equal up to rounding).
     """
     m = AL.shape[1]
     L = len(caches)
     per_layer: list[tuple[Array, Array, Array | None, Array | None]] = [None] * L  # type: ignore[list-item]
     dZ = AL - Y  # fused softmax + cross-entropy, per sample
+    if scale is not None:
+        # the whole backward pass is linear in dZ_L, so one pass over the small (n_L, m) array
+        # scales every gradient: dZ, dA and dW below are then ``scale`` times the gradients
+        # of the batch-mean cost, and no weight-sized array is touched twice
+        dZ *= scale / m
     dA: Array = None  # gradient flowing into layer l's output, set by layer l + 1
     for l in range(L, 0, -1):
         cache = caches[l - 1]
@@ -293,15 +298,15 @@ def _backward(
             if l2_lambda:
                 dW += (l2_lambda / m) * W  # dW is fresh: same bits as dW + (l2_lambda / m) * W
         else:
-            dZ_scaled = dZ * (scale / m)
-            dW = dZ_scaled @ A_prev.T
-            db = xp.sum(dZ_scaled, axis=1, keepdims=True)
+            dW = dZ @ A_prev.T
+            db = xp.sum(dZ, axis=1, keepdims=True)
             dA = W.T @ dZ if l > 1 else None
             if l2_lambda:
                 dW += (scale * l2_lambda / m) * W
             if dgamma is not None:
-                dgamma *= scale
-                dbeta *= scale
+                # batch-norm backward divides its parameter sums by m, taking dA as per-sample
+                dgamma *= m
+                dbeta *= m
         per_layer[l - 1] = (dW, db, dgamma, dbeta)
     grads: dict[str, Array] = {}
     for l, (dW, db, dgamma, dbeta) in enumerate(per_layer, start=1):
