@@ -25,6 +25,7 @@ import numpy as np  # host-side RNG only
 
 from . import validation as V
 from .backend import backend_of, namespace_of
+from .blas_threads import BlasThreadLimit, check_blas_threads
 from .config import BatchNormConfig, as_batchnorm_config
 from .dataset import Dataset
 from .errors import InputValidationError, TrainingDivergedError
@@ -182,13 +183,19 @@ def train(
     state: TrainingState | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
     checkpoint_callback: Callable[[TrainingState], None] | None = None,
+    blas_threads: int | str | None = "auto",
 ) -> TrainingResult:
     """Train (or resume from ``state``) and return a :class:`TrainingResult`.
+
+    ``blas_threads`` (NumPy-based backends): host BLAS threads during the
+    steps; ``"auto"`` caps them for small matrices (see
+    :mod:`backend_mlp.blas_threads`), an integer sets them, ``None`` leaves them.
 
     Raises :class:`TrainingDivergedError` (``.result`` holds the best
     parameters) on a non-finite cost and :class:`TrainingInterrupted`
     (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
     """
+    blas_threads = check_blas_threads(blas_threads)
     _check_data(train_data, val_data, config)
     xp = namespace_of(train_data.X_rows, train_data.Y_rows)
     if state is None:
@@ -198,7 +205,7 @@ def train(
     for name, fn in (("callback", callback), ("checkpoint_callback", checkpoint_callback)):
         if fn is not None and not callable(fn):
             raise InputValidationError(f"{name}: received {type(fn).__name__}; expected a callable or None")
-    loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback)
+    loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback, blas_threads)
     loop.run()
     return loop.result()
 
@@ -279,6 +286,7 @@ class _Loop:
         state: TrainingState,
         callback: Callable[[ProgressEvent], None] | None,
         checkpoint_callback: Callable[[TrainingState], None] | None,
+        blas_threads: int | str | None = "auto",
     ) -> None:
         self.xp = xp
         self.data = train_data
@@ -293,35 +301,41 @@ class _Loop:
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None
+        self.blas_threads = BlasThreadLimit(self.backend.name, config.layer_dims, config.batch_size, blas_threads)
 
     def run(self) -> None:
-        st, cfg = self.state, self.config
+        st = self.state
         start = time.perf_counter() - st.elapsed_seconds
-        xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
         try:
-            while st.step < cfg.num_iterations and st.stopped_reason is None:
-                idx = self._next_batch_indices()
-                Xb = xp.take(X_rows, idx, axis=0).T
-                Yb = xp.take(Y_rows, idx, axis=0).T
-                before = st.parameters
-                params, bn_state, AL = self._step(Xb, Yb)
-                costs = None
-                if (st.step + 1) % cfg.record_every == 0:
-                    costs = self._measure(AL, Yb, before, params, bn_state)
-                # commit the step only once it (and its record's measurements) is complete, so a
-                # Ctrl-C anywhere before this line leaves the state as it was before the step
-                st.parameters, st.bn_state = params, bn_state
-                st.position += Xb.shape[1]
-                st.step += 1
-                if costs is not None:
-                    st.elapsed_seconds = time.perf_counter() - start
-                    self._record(*costs)
-            if st.stopped_reason is None:
-                st.stopped_reason = "num_iterations"
+            with self.blas_threads.steps():
+                self._run_steps(start)
         except KeyboardInterrupt:
             st.elapsed_seconds = time.perf_counter() - start
             raise TrainingInterrupted(st) from None
         st.elapsed_seconds = time.perf_counter() - start
+
+    def _run_steps(self, start: float) -> None:
+        st, cfg = self.state, self.config
+        xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
+        while st.step < cfg.num_iterations and st.stopped_reason is None:
+            idx = self._next_batch_indices()
+            Xb = xp.take(X_rows, idx, axis=0).T
+            Yb = xp.take(Y_rows, idx, axis=0).T
+            before = st.parameters
+            params, bn_state, AL = self._step(Xb, Yb)
+            costs = None
+            if (st.step + 1) % cfg.record_every == 0:
+                costs = self._measure(AL, Yb, before, params, bn_state)
+            # commit the step only once it (and its record's measurements) is complete, so a
+            # Ctrl-C anywhere before this line leaves the state as it was before the step
+            st.parameters, st.bn_state = params, bn_state
+            st.position += Xb.shape[1]
+            st.step += 1
+            if costs is not None:
+                st.elapsed_seconds = time.perf_counter() - start
+                self._record(*costs)
+        if st.stopped_reason is None:
+            st.stopped_reason = "num_iterations"
 
     def _next_batch_indices(self) -> Array:
         st = self.state
@@ -410,8 +424,9 @@ class _Loop:
     def validation_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> float:
         """Cross-entropy on the whole validation set in inference mode (host float)."""
         assert self.val is not None
-        AL, _ = _forward(self.xp, self.val.X, params, self.L, self.config.batchnorm, False, bn_state)
-        return float(_cross_entropy(self.xp, AL, self.val.Y))
+        with self.blas_threads.lifted():
+            AL, _ = _forward(self.xp, self.val.X, params, self.L, self.config.batchnorm, False, bn_state)
+            return float(_cross_entropy(self.xp, AL, self.val.Y))
 
     def _diverged(self, train_cost: float, val_cost: float | None) -> None:
         st = self.state

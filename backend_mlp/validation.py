@@ -53,7 +53,7 @@ def shape_of(x: Array) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -69,7 +69,7 @@ def check_positive_number(name: str, value: Any, example: str = "0.009") -> floa
     """A finite real number ``> 0`` (booleans refused)."""
     if not _is_real_number(value) or not (math.isfinite(value) and value > 0):
         raise InputValidationError(
-            f"{name}: received {_short(value)}; expected a finite positive number such as {example}"
+            f"{name}: received {short_repr(value)}; expected a finite positive number such as {example}"
         )
     return float(value)
 
@@ -78,7 +78,7 @@ def check_nonnegative_number(name: str, value: Any, hint: str = "") -> float:
     """A finite real number ``>= 0`` (booleans refused)."""
     if not _is_real_number(value) or not (math.isfinite(value) and value >= 0):
         raise InputValidationError(
-            f"{name}: received {_short(value)}; expected a finite number >= 0{hint}"
+            f"{name}: received {short_repr(value)}; expected a finite number >= 0{hint}"
         )
     return float(value)
 
@@ -86,28 +86,28 @@ def check_nonnegative_number(name: str, value: Any, hint: str = "") -> float:
 def check_positive_int(name: str, value: Any) -> int:
     """An integer ``>= 1`` (Python or NumPy; booleans and floats refused)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise InputValidationError(f"{name}: received {_short(value)}; expected a positive integer")
+        raise InputValidationError(f"{name}: received {short_repr(value)}; expected a positive integer")
     return int(value)
 
 
 def check_seed(name: str, value: Any) -> int:
     """A non-negative integer seed."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise InputValidationError(f"{name}: received {_short(value)}; expected a non-negative integer seed")
+        raise InputValidationError(f"{name}: received {short_repr(value)}; expected a non-negative integer seed")
     return int(value)
 
 
 def check_bool(name: str, value: Any) -> bool:
     """``True`` or ``False`` (NumPy booleans accepted)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise InputValidationError(f"{name}: received {_short(value)}; expected True or False")
+        raise InputValidationError(f"{name}: received {short_repr(value)}; expected True or False")
     return bool(value)
 
 
 def check_fraction(name: str, value: Any) -> float:
     """A number strictly between 0 and 1."""
     if not _is_real_number(value) or not (0.0 < value < 1.0):
-        raise InputValidationError(f"{name}: received {_short(value)}; expected a number strictly between 0 and 1")
+        raise InputValidationError(f"{name}: received {short_repr(value)}; expected a number strictly between 0 and 1")
     return float(value)
 
 
@@ -115,7 +115,7 @@ def check_layer_dims(layer_dims: Any, name: str = "layer_dims") -> list[int]:
     """``[n_x, n_1, ..., n_L]``: at least two positive integers (integral floats accepted)."""
     example = "a list of positive integers such as [784, 20, 7, 5, 10]"
     if isinstance(layer_dims, (str, bytes)) or not isinstance(layer_dims, Iterable):
-        raise InputValidationError(f"{name}: received {_short(layer_dims)}; expected {example}")
+        raise InputValidationError(f"{name}: received {short_repr(layer_dims)}; expected {example}")
     entries = list(layer_dims)
     dims: list[int] = []
     for i, d in enumerate(entries):
@@ -123,7 +123,7 @@ def check_layer_dims(layer_dims: Any, name: str = "layer_dims") -> list[int]:
         integral_float = _is_real_number(d) and math.isfinite(d) and float(d).is_integer()
         if not (integral or integral_float):
             raise InputValidationError(
-                f"{name}: entry {i} is {_short(d)} in {_short(entries)}; expected {example}"
+                f"{name}: entry {i} is {short_repr(d)} in {short_repr(entries)}; expected {example}"
             )
         dims.append(int(d))
     if len(dims) < 2:

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/section<S>-<timestamp>)")
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="save the checkpoint every N records (1)")
-    p.add_argument("--threads", type=int, metavar="N", help="limit BLAS/OpenMP threads to N (default: library default)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="BLAS/OpenMP threads (default: BLAS capped for small matrices, see backend_mlp.blas_threads)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -332,7 +333,13 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float) ->
     try:
         with sigint:
             result = train(
-                splits.train, config, splits.val, state=state, callback=on_record, checkpoint_callback=on_checkpoint
+                splits.train,
+                config,
+                splits.val,
+                state=state,
+                callback=on_record,
+                checkpoint_callback=on_checkpoint,
+                blas_threads="auto" if args.threads is None else args.threads,
             )
             splits.backend.synchronize()
     except TrainingInterrupted as exc:
