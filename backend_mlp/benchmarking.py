@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from .blas_threads import BlasThreadLimit
 from .config import BatchNormConfig
 from .dataset import Dataset
 from .errors import BackendMLPError, BackendUnavailableError, InputValidationError
@@ -677,6 +678,10 @@ class Benchmark:
             if label in results:
                 record[key] = bm / results[label]["seconds_median"]
         if part != "predict":
+            # the host BLAS threads train(blas_threads="auto") used for the steps (None: not managed, e.g. CuPy)
+            record["backend_mlp_blas_threads"] = BlasThreadLimit(
+                sides[0].backend.name, workload.layer_dims, workload.batch_size
+            ).threads
             mine = sides[0].host_parameters()
             for side in sides[1:]:
                 suffix = "_compile" if getattr(side, "compiled", False) else ""
@@ -909,7 +914,8 @@ def format_table(report: dict[str, Any]) -> str:
     head = (
         f"{'part':8} {'workload':15} {'dtype':7} {'steps':>6} "
         f"{'bm it/s':>9} {'torch it/s':>10} {'ratio':>6} {'compile it/s':>12} {'ratio_c':>7} "
-        f"{'bm samples/s':>12} {'torch samples/s':>15} {'bm MB':>6} {'torch MB':>8} {'max rel diff':>12}"
+        f"{'bm samples/s':>12} {'torch samples/s':>15} {'bm MB':>6} {'torch MB':>8} {'max rel diff':>12} "
+        f"{'bm thr':>6}"
     )
     lines = [head, "-" * len(head)]
     mem_key = "device_peak_bytes" if gpu else "peak_rss_bytes"
@@ -934,7 +940,8 @@ def format_table(report: dict[str, Any]) -> str:
             f"{rate(bm):>9} {rate(th):>10} {_fmt(r.get('ratio_vs_torch'), '.3f'):>6} "
             f"{rate(tc):>12} {_fmt(r.get('ratio_vs_torch_compile'), '.3f'):>7} "
             f"{bm['samples_per_second']:>12.0f} {_fmt(th and th['samples_per_second'], '.0f'):>15} "
-            f"{mem(bm):>6} {mem(th):>8} {_fmt(r.get('check_max_rel_diff'), '.1e'):>12}"
+            f"{mem(bm):>6} {mem(th):>8} {_fmt(r.get('check_max_rel_diff'), '.1e'):>12} "
+            f"{r.get('backend_mlp_blas_threads') or '-':>6}"
         )
     lines.append("it/s: steps per second (epoch: steps of that epoch; predict: calls per second over 10,000 images)")
     lines.append(
@@ -945,6 +952,7 @@ def format_table(report: dict[str, Any]) -> str:
     else:
         lines.append("MB: peak host RSS during one block, each side in a fresh process (data and libraries included)")
     lines.append(f"max rel diff: max|a - b| / max|b| over the parameters of both sides after {CHECK_STEPS} steps")
+    lines.append("bm thr: host BLAS threads of backend_mlp's steps (blas_threads='auto'); PyTorch uses its default")
     if report.get("torch_compile_skipped"):
         lines.append(f"torch.compile skipped: {report['torch_compile_skipped']}")
     for r in report["results"]:
