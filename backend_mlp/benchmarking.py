@@ -58,6 +58,7 @@ from .config import BatchNormConfig
 from .dataset import Dataset
 from .errors import BackendMLPError, BackendUnavailableError, InputValidationError
 from .initialization import initialize_batchnorm_state, initialize_parameters_host
+from .jsonio import write_json
 from .network import predict
 from .training import TrainingConfig, TrainingState, shuffle_generator, train
 
@@ -1074,17 +1075,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        write_json(path, report)
         print(f"wrote {path}")
     return 0
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -36,6 +35,7 @@ from ..config import BatchNormConfig
 from ..errors import BackendMLPError, TrainingDivergedError
 from ..experiment import REPORT_RESULTS, SECTIONS, MnistSplits, prepare_mnist, run_experiment, summarize
 from ..idx import atomic_write_bytes
+from ..jsonio import write_json
 from ..network import L_model_forward
 from ..report_figures import Curve, plot_batchnorm_ablation, plot_cost_curves, plot_weight_histograms
 from ..training import TrainingConfig
@@ -582,11 +582,6 @@ def render_report(results: dict[str, Any]) -> str:
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically."""
     atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON atomically."""
-    write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def _curves(runs: Sequence[dict[str, Any]], key: str) -> list[Curve]:

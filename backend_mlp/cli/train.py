@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import json
 import math
 import shlex
 import signal
@@ -31,7 +30,7 @@ from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_sta
 from ..config import BatchNormConfig
 from ..errors import BackendMLPError, CheckpointError, InputValidationError, TrainingDivergedError
 from ..experiment import SECTIONS, MnistSplits, prepare_mnist, summarize
-from ..idx import atomic_write_bytes
+from ..jsonio import write_json
 from ..mnist import DATA_ENV
 from ..plotting import plot_cost_curve
 from ..training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingState, train
@@ -174,22 +173,6 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _json_ready(value: Any) -> Any:
-    """Non-finite floats -> ``None`` (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(_json_ready(data), indent=2, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def _labels_fingerprint(splits: MnistSplits) -> str:
@@ -392,7 +375,7 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float) ->
             },
         }
     )
-    _write_json(metrics_path, metrics)
+    write_json(metrics_path, metrics)
     say(
         f"done: {metrics['steps']} steps ({metrics['epochs']:.2f} epochs, stopped by {metrics['stopped_reason']}, "
         f"best step {metrics['best_step']}) in {metrics['wall_seconds']:.1f}s\n"
