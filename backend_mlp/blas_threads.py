@@ -69,31 +69,28 @@ class BlasThreadLimit:
         self, backend_name: str, layer_dims: Sequence[int], batch_size: int, threads: int | str | None = "auto"
     ) -> None:
         self._controller: Any = None
-        self._available = 1
+        self._previous: list[dict[str, Any]] = []  # threadpoolctl's info() of the BLAS libraries before steps()
         self.threads: int | None = None  # the count in force during steps, None when not managed
         if threads is None or backend_name not in HOST_BLAS_BACKENDS:
             return
         from threadpoolctl import ThreadpoolController
 
         controller = ThreadpoolController().select(user_api="blas")
-        counts = [lib.num_threads for lib in controller.lib_controllers]
-        if not counts:
+        self._previous = controller.info()
+        if not self._previous:
             return
-        self._controller = controller
-        self._available = min(counts)
-        if threads == "auto":
-            self.threads = blas_threads_for(layer_dims, batch_size, self._available)
-        else:
-            self.threads = int(threads)
+        available = min(lib["num_threads"] for lib in self._previous)
+        self.threads = blas_threads_for(layer_dims, batch_size, available) if threads == "auto" else int(threads)
+        if any(lib["num_threads"] != self.threads for lib in self._previous):
+            self._controller = controller  # otherwise the setting in force is already the step setting
 
     def steps(self) -> AbstractContextManager[Any]:
         """The step setting, restored to the previous counts on exit (also on Ctrl-C)."""
-        if self._controller is None or self.threads == self._available:
-            return nullcontext()
-        return self._controller.limit(limits=self.threads)
+        return self._limit(self.threads)
 
     def lifted(self) -> AbstractContextManager[Any]:
-        """The thread count that was in force before :meth:`steps`."""
-        if self._controller is None or self.threads == self._available:
-            return nullcontext()
-        return self._controller.limit(limits=self._available)
+        """The per-library counts that were in force before :meth:`steps`."""
+        return self._limit(self._previous)
+
+    def _limit(self, limits: Any) -> AbstractContextManager[Any]:
+        return nullcontext() if self._controller is None else self._controller.limit(limits=limits)
