@@ -83,9 +83,7 @@ class Dataset:
             raise InputValidationError(
                 f"images: received shape {images.shape}; expected at least one sample and one feature"
             )
-        if images.dtype == np.bool_ or not (
-            np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
-        ):
+        if not V.is_real_host_dtype(images.dtype):
             raise InputValidationError(
                 f"images: received dtype {images.dtype}; expected real numbers (an integer or float dtype)"
             )
@@ -122,9 +120,7 @@ def one_hot_rows(labels: np.ndarray, n_classes: int, n_samples: int) -> np.ndarr
         raise InputValidationError(
             f"labels: received shape {labels.shape}; expected ({n_samples},), one label per sample"
         )
-    if labels.dtype == np.bool_ or not (
-        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
-    ):
+    if not V.is_real_host_dtype(labels.dtype):
         raise InputValidationError(
             f"labels: received dtype {labels.dtype}; expected integer class indices 0..{n_classes - 1} "
             "(backend_mlp.MLPClassifier accepts arbitrary labels such as strings)"

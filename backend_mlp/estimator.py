@@ -427,9 +427,7 @@ def _check_X(X: Any, dtype: str, *, n_features: int | None = None, allow_empty: 
             f"X: received an array of shape {X_host.shape} ({X_host.ndim}-D); expected a 2-D array "
             f"(n_samples, n_features), one row per sample{hint}"
         )
-    if X_host.dtype == np.bool_ or not (
-        np.issubdtype(X_host.dtype, np.integer) or np.issubdtype(X_host.dtype, np.floating)
-    ):
+    if not V.is_real_host_dtype(X_host.dtype):
         raise InputValidationError(
             f"X: received dtype {X_host.dtype}; expected real numbers (an integer or float dtype)"
         )

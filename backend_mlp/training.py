@@ -425,8 +425,7 @@ class _Loop:
         """Cross-entropy on the whole validation set in inference mode (host float)."""
         assert self.val is not None
         with self.blas_threads.lifted():
-            AL, _ = _forward(self.xp, self.val.X, params, self.L, self.config.batchnorm, False, bn_state)
-            return float(_cross_entropy(self.xp, AL, self.val.Y))
+            return evaluate_cost(self.val, params, self.config, bn_state)
 
     def _diverged(self, train_cost: float, val_cost: float | None) -> None:
         st = self.state

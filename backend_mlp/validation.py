@@ -61,6 +61,11 @@ def short_repr(value: Any, limit: int = 80) -> str:
 # ----------------------------------------------------------------------------- scalars
 
 
+def is_real_host_dtype(dtype: np.dtype) -> bool:
+    """An integer or floating NumPy dtype (booleans, complex, strings and objects are not)."""
+    return dtype != np.bool_ and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+
+
 def _is_real_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
