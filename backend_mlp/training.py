@@ -286,7 +286,7 @@ class _Loop:
         state: TrainingState,
         callback: Callable[[ProgressEvent], None] | None,
         checkpoint_callback: Callable[[TrainingState], None] | None,
-        blas_threads: int | str | None = "auto",
+        blas_threads: int | str | None,
     ) -> None:
         self.xp = xp
         self.data = train_data
