@@ -1,7 +1,7 @@
 """backend_mlp: a small, exact multilayer perceptron written once against the Python array API.
 
 The same code runs on NumPy (CPU), CuPy (GPU), PyTorch or array-api-strict;
-the backend is chosen by the arrays you pass (see :mod:`backend_mlp.backend`).
+the backend is chosen by the arrays you pass (see :mod:`backend_mlp.backends`).
 The report's functional API is kept by name: ``initialize_parameters``,
 ``L_model_forward``, ``compute_cost``, ``L_model_backward``,
 ``update_parameters``, ``predict`` and their building blocks.
@@ -9,7 +9,7 @@ The report's functional API is kept by name: ``initialize_parameters``,
 
 from __future__ import annotations
 
-from .backend import (
+from .backends import (
     Backend,
     backend_of,
     namespace_of,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import namespace_of
+from .backends import namespace_of
 
 Array = Any
 DEFAULT_EPS = 1e-5

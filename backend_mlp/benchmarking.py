@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
-from .blas_threads import BlasThreadLimit
+from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from .backends.blas_threads import BlasThreadLimit
 from .config import BatchNormConfig
 from .dataset import Dataset
 from .errors import BackendMLPError, BackendUnavailableError, InputValidationError
@@ -681,7 +681,7 @@ class Benchmark:
         if part != "predict":
             # the host BLAS threads train(blas_threads="auto") used for the steps (None: not managed, e.g. CuPy)
             record["backend_mlp_blas_threads"] = BlasThreadLimit(
-                sides[0].backend.name, workload.layer_dims, workload.batch_size
+                sides[0].backend, workload.layer_dims, workload.batch_size
             ).threads
             mine = sides[0].host_parameters()
             for side in sides[1:]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
 from .config import BatchNormConfig
 from .errors import BackendMLPError, CheckpointError, DataError
 from .idx import atomic_write_bytes

@@ -15,7 +15,7 @@ import array_api_compat
 import numpy as np  # host-side conversion of user data only
 
 from . import validation as V
-from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
 from .errors import InputValidationError
 
 Array = Any

@@ -27,7 +27,7 @@ import array_api_compat
 import numpy as np
 
 from . import validation as V
-from .backend import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
+from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
 from .config import BatchNormConfig, as_batchnorm_config
 from .dataset import Dataset
 from .errors import BackendMLPError, InputValidationError, TrainingDivergedError
@@ -74,7 +74,7 @@ class MLPClassifier:
         Units per hidden layer; ``()`` gives softmax regression.
     device : str
         ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"torch"``, ``"array_api_strict"``, ... (see
-        :func:`~backend_mlp.backend.resolve_backend`).
+        :func:`~backend_mlp.backends.resolve_backend`).
     dtype : ``"float32"`` or ``"float64"``
         Precision of parameters and data on the device (``X`` is converted to it).
     batchnorm : bool or BatchNormConfig

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, resolve_backend, resolve_dtype_name
+from .backends import Backend, resolve_backend, resolve_dtype_name
 from .config import BatchNormConfig
 from .dataset import Dataset
 from .mnist import load_mnist, split_train_validation

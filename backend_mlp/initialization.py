@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np  # host-side RNG only
 
 from . import validation as V
-from .backend import Backend, resolve_backend, resolve_dtype_name
+from .backends import Backend, resolve_backend, resolve_dtype_name
 from .config import BatchNormConfig, as_batchnorm_config
 
 Array = Any

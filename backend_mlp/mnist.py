@@ -33,7 +33,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import resolve_dtype_name, to_numpy
+from .backends import resolve_dtype_name, to_numpy
 from .errors import ChecksumError, DataError, DownloadError, InputValidationError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, atomic_write_bytes, parse_idx, read_idx_bytes
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from . import validation as V
-from .backend import namespace_of
+from .backends import namespace_of
 from .batchnorm import (
     BatchNormCache,
     _batchnorm_backward,

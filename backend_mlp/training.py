@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np  # host-side RNG only
 
 from . import validation as V
-from .backend import backend_of, namespace_of
-from .blas_threads import BlasThreadLimit, check_blas_threads
+from .backends import backend_of, namespace_of
+from .backends.blas_threads import BlasThreadLimit, check_blas_threads
 from .config import BatchNormConfig, as_batchnorm_config
 from .dataset import Dataset
 from .errors import InputValidationError, TrainingDivergedError
@@ -301,7 +301,7 @@ class _Loop:
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None
-        self.blas_threads = BlasThreadLimit(self.backend.name, config.layer_dims, config.batch_size, blas_threads)
+        self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
 
     def run(self) -> None:
         st = self.state

@@ -26,27 +26,16 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import array_api_compat
 import numpy as np  # scalar type checks only
 
-from .errors import BackendMismatchError, InputValidationError
+from .backends import check_array, common_namespace, dtype_name
+from .errors import InputValidationError
 
 Array = Any
 
-_ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch or array-api-strict)"
 
 
 # ----------------------------------------------------------------------------- describing things
-
-
-def library_of(x: Array) -> str:
-    """``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ... for an array."""
-    return type(x).__module__.split(".", 1)[0]
-
-
-def dtype_name(dtype: Any) -> str:
-    """``"float32"`` for ``np.float32``, ``torch.float32``, ``np.dtype("float32")``, ..."""
-    return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
 
 
 def shape_of(x: Array) -> tuple[int, ...]:
@@ -146,49 +135,6 @@ def check_layer_dims(layer_dims: Any, name: str = "layer_dims") -> list[int]:
 
 
 # ----------------------------------------------------------------------------- arrays: metadata
-
-
-def check_array(name: str, x: Any) -> Array:
-    """``x`` must be an array of a supported library."""
-    if not array_api_compat.is_array_api_obj(x):
-        raise InputValidationError(f"{name}: received an object of type {type(x).__name__}; expected {_ARRAY_KINDS}")
-    return x
-
-
-def common_namespace(named: Mapping[str, Any]) -> Any:
-    """The array-API namespace shared by the named arrays (``None`` values are skipped).
-
-    Raises :class:`InputValidationError` for a non-array and
-    :class:`BackendMismatchError`, naming both arguments, for arrays from two
-    libraries or two devices.
-    """
-    arrays = {name: check_array(name, a) for name, a in named.items() if a is not None}
-    if not arrays:
-        raise InputValidationError("arrays: received none; expected at least one array")
-    items = list(arrays.items())
-    first_name, first = items[0]
-    first_lib = library_of(first)
-    for name, a in items[1:]:
-        lib = library_of(a)
-        if lib != first_lib:
-            raise BackendMismatchError(
-                f"{first_name}, {name}: received arrays from different libraries in one call "
-                f"({first_name} is {first_lib}, {name} is {lib}); expected all arrays on one backend: "
-                "move them with backend_mlp.to_backend"
-            )
-    first_device = array_api_compat.device(first)
-    for name, a in items[1:]:
-        device = array_api_compat.device(a)
-        if device != first_device:
-            raise BackendMismatchError(
-                f"{first_name}, {name}: received arrays on different devices in one call "
-                f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
-                "move them with backend_mlp.to_backend"
-            )
-    try:
-        return array_api_compat.array_namespace(*arrays.values())
-    except TypeError as exc:  # pragma: no cover - libraries agree, so this is unexpected
-        raise BackendMismatchError(f"{', '.join(arrays)}: arrays cannot be used together ({exc})") from None
 
 
 def check_ndim(name: str, x: Array, ndim: int, layout: str) -> None:
@@ -340,6 +286,5 @@ __all__ = [
     "check_seed",
     "common_namespace",
     "dtype_name",
-    "library_of",
     "shape_of",
 ]

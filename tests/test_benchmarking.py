@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from backend_mlp import benchmarking as B
-from backend_mlp.backend import resolve_backend
+from backend_mlp.backends import resolve_backend
 from backend_mlp.dataset import Dataset
 from backend_mlp.training import TrainingConfig, train
 

@@ -7,7 +7,7 @@ import pytest
 
 import backend_mlp.training as training
 from backend_mlp import InputValidationError
-from backend_mlp.blas_threads import MACS_PER_THREAD, blas_threads_for, check_blas_threads, largest_matmul_macs
+from backend_mlp.backends.blas_threads import MACS_PER_THREAD, blas_threads_for, check_blas_threads, largest_matmul_macs
 from backend_mlp.dataset import Dataset
 from backend_mlp.training import TrainingConfig, TrainingInterrupted, train
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backend_mlp import BatchNormConfig, CheckpointError, resolve_backend, to_numpy
-from backend_mlp.backend import backend_of
+from backend_mlp.backends import backend_of
 from backend_mlp.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,

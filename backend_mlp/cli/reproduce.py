@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .. import __version__
-from ..backend import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from ..backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
 from ..config import BatchNormConfig
 from ..errors import BackendMLPError, TrainingDivergedError
 from ..experiment import REPORT_RESULTS, SECTIONS, MnistSplits, prepare_mnist, run_experiment, summarize

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, resolve_backend, to_numpy
+from ..backends import Backend, resolve_backend, to_numpy
 from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
 from ..config import BatchNormConfig
 from ..errors import BackendMLPError, CheckpointError, InputValidationError, TrainingDivergedError

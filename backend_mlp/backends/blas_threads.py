@@ -13,8 +13,8 @@ steps at ``largest matmul / MACS_PER_THREAD`` (at least 1) by default
 ceiling; an integer sets the count for the steps exactly, ``None`` leaves
 BLAS alone.  The thread count changes the rounding of BLAS sums (float32
 trajectories drift apart after some steps), so it is fixed for a whole run,
-never tuned on the fly.  It acts on the host BLAS of the ``numpy`` and
-``array_api_strict`` backends only; PyTorch and CuPy manage their own threads.
+never tuned on the fly.  It acts only on backends whose ``host_blas`` is true (NumPy,
+array-api-strict); PyTorch and CuPy manage their own threads.
 """
 
 from __future__ import annotations
@@ -25,14 +25,11 @@ from contextlib import AbstractContextManager, nullcontext
 from itertools import pairwise
 from typing import Any
 
-from .errors import InputValidationError
-from .validation import short_repr
+from ..errors import InputValidationError
+from .base import Backend
 
 MACS_PER_THREAD = 50_000_000
 """Multiply-adds of one matmul that make one more BLAS thread worth waking."""
-
-HOST_BLAS_BACKENDS = ("numpy", "array_api_strict")
-
 
 def check_blas_threads(value: Any) -> int | str | None:
     """``"auto"``, ``None`` or a positive integer (returned as ``int``); anything else is refused."""
@@ -41,7 +38,7 @@ def check_blas_threads(value: Any) -> int | str | None:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
         return int(value)
     raise InputValidationError(
-        f'blas_threads: received {short_repr(value)}; expected "auto", a positive integer or None'
+        f'blas_threads: received {value!r:.80}; expected "auto", a positive integer or None'
     )
 
 
@@ -61,17 +58,17 @@ class BlasThreadLimit:
 
     ``with limit.steps():`` around the step loop; ``with limit.lifted():``
     around work on many samples at once (the validation forward pass) inside it.
-    Both are no-ops on backends other than NumPy's, or when no BLAS library is
+    Both are no-ops on backends without ``host_blas``, or when no BLAS library is
     visible to ``threadpoolctl``.
     """
 
     def __init__(
-        self, backend_name: str, layer_dims: Sequence[int], batch_size: int, threads: int | str | None = "auto"
+        self, backend: Backend, layer_dims: Sequence[int], batch_size: int, threads: int | str | None = "auto"
     ) -> None:
         self._controller: Any = None
         self._previous: list[dict[str, Any]] = []  # threadpoolctl's info() of the BLAS libraries before steps()
         self.threads: int | None = None  # the count in force during steps, None when not managed
-        if threads is None or backend_name not in HOST_BLAS_BACKENDS:
+        if threads is None or not backend.host_blas:
             return
         from threadpoolctl import ThreadpoolController
 

@@ -1,0 +1,190 @@
+"""Which array library and which device: the one package that decides.
+
+A user names a backend with a short string:
+
+==========================  ============================================
+``"cpu"`` / ``"numpy"``     NumPy on the host
+``"gpu"`` / ``"gpu:N"``     CuPy on CUDA device 0 / N (also ``"cupy"``,
+                            ``"cuda"``, ``"cuda:N"``)
+``"array_api_strict"``      the standard's reference library (testing)
+``"torch"`` / ``"torch:D"`` PyTorch on device ``D`` (default ``cpu``)
+==========================  ============================================
+
+:func:`resolve_backend` turns that string into a :class:`Backend` (one
+subclass per library, see :mod:`.base`).  Numeric code never takes a backend
+argument: it asks its input arrays with :func:`namespace_of` /
+:func:`common_namespace`, which also refuse arrays from two libraries or two
+devices.  :func:`to_numpy` brings any array back to the host.
+
+Adding a backend is one subclass of :class:`Backend` in its own module plus
+one entry in :data:`BACKEND_CLASSES` (and one in the tests' backend list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import array_api_compat
+import numpy as np  # host-side conversion only
+
+from ..errors import BackendMismatchError, InputValidationError
+from .base import DTYPES, Backend, dtype_name, resolve_dtype_name
+from .cupy_backend import CupyBackend
+from .numpy_backend import NumpyBackend
+from .strict_backend import ArrayApiStrictBackend
+from .torch_backend import TorchBackend
+
+#: every backend class, in the order user strings are tried
+BACKEND_CLASSES: tuple[type[Backend], ...] = (NumpyBackend, CupyBackend, ArrayApiStrictBackend, TorchBackend)
+
+_ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch or array-api-strict)"
+_CHOICES = "'cpu', 'gpu', 'gpu:N', 'numpy', 'cupy', 'torch', 'torch:cuda:N' or 'array_api_strict'"
+
+
+def resolve_backend(choice: str | Backend = "cpu") -> Backend:
+    """Turn a user's backend/device choice into a :class:`Backend`.
+
+    Raises :class:`InputValidationError` for an unknown name and
+    :class:`BackendUnavailableError` (saying what is missing and how to fix it)
+    when the library or device is not available here.
+    """
+    if isinstance(choice, Backend):
+        return choice
+    if not isinstance(choice, str):
+        raise InputValidationError(
+            f"device: received {choice!r} of type {type(choice).__name__}; expected a string such as {_CHOICES}"
+        )
+    key = choice.strip().lower()
+    for cls in BACKEND_CLASSES:
+        backend = cls.parse(key, choice)
+        if backend is not None:
+            return backend
+    raise InputValidationError(f"device: received {choice!r}; expected {_CHOICES}")
+
+
+def _class_of(x: Any) -> type[Backend] | None:
+    for cls in BACKEND_CLASSES:
+        if cls.owns(x):
+            return cls
+    return None
+
+
+def library_of(x: Any) -> str:
+    """``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ... for an array."""
+    cls = _class_of(x)
+    return cls.library if cls is not None else type(x).__module__.split(".", 1)[0]
+
+
+def check_array(name: str, x: Any) -> Any:
+    """``x`` must be an array of a supported library (:class:`InputValidationError` otherwise)."""
+    if not array_api_compat.is_array_api_obj(x):
+        raise InputValidationError(f"{name}: received an object of type {type(x).__name__}; expected {_ARRAY_KINDS}")
+    return x
+
+
+def backend_of(x: Any) -> Backend:
+    """The :class:`Backend` an existing array lives on."""
+    check_array("array", x)
+    cls = _class_of(x)
+    if cls is None:
+        raise InputValidationError(
+            f"array: received an array of {library_of(x)!r}, a library backend_mlp has no backend for; "
+            f"expected {_ARRAY_KINDS}"
+        )
+    return cls.of_array(x)
+
+
+def common_namespace(named: Mapping[str, Any]) -> Any:
+    """The array-API namespace shared by the named arrays (``None`` values are skipped).
+
+    Raises :class:`InputValidationError` for a non-array and
+    :class:`BackendMismatchError`, naming both arguments, for arrays from two
+    libraries or two devices.
+    """
+    arrays = {name: check_array(name, a) for name, a in named.items() if a is not None}
+    if not arrays:
+        raise InputValidationError("arrays: received none; expected at least one array")
+    items = list(arrays.items())
+    first_name, first = items[0]
+    first_type = type(first)
+    first_lib = None
+    for name, a in items[1:]:
+        if type(a) is not first_type:
+            first_lib = first_lib or library_of(first)
+            lib = library_of(a)
+            if lib != first_lib:
+                raise BackendMismatchError(
+                    f"{first_name}, {name}: received arrays from different libraries in one call "
+                    f"({first_name} is {first_lib}, {name} is {lib}); expected all arrays on one backend: "
+                    "move them with backend_mlp.to_backend"
+                )
+    first_device = array_api_compat.device(first)
+    for name, a in items[1:]:
+        device = array_api_compat.device(a)
+        if device != first_device:
+            raise BackendMismatchError(
+                f"{first_name}, {name}: received arrays on different devices in one call "
+                f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
+                "move them with backend_mlp.to_backend"
+            )
+    try:
+        return array_api_compat.array_namespace(*arrays.values())
+    except TypeError as exc:  # pragma: no cover - libraries agree, so this is unexpected
+        raise BackendMismatchError(f"{', '.join(arrays)}: arrays cannot be used together ({exc})") from None
+
+
+def namespace_of(*arrays: Any) -> Any:
+    """The array-API namespace shared by ``arrays`` (``None`` entries are ignored); see :func:`common_namespace`."""
+    return common_namespace({f"array {i}": a for i, a in enumerate(arrays, start=1)})
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Any supported array (or a Python/NumPy scalar) as a NumPy array on the host.
+
+    Device arrays are copied; a host array (NumPy, PyTorch CPU, array-api-strict)
+    may be returned as a view sharing its memory.
+    """
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        return np.asarray(x)
+    cls = _class_of(x)
+    return cls.of_array(x).to_numpy(x) if cls is not None else np.from_dlpack(x)
+
+
+def to_backend(x: Any, backend: str | Backend) -> Any:
+    """Place an array from any backend on ``backend`` (same dtype; see :meth:`Backend.asarray`)."""
+    return resolve_backend(backend).asarray(to_numpy(x))
+
+
+def tree_to_numpy(tree: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Apply :func:`to_numpy` to every value of a dict (parameters, gradients, state)."""
+    return {k: to_numpy(v) for k, v in tree.items()}
+
+
+def tree_to_backend(tree: dict[str, Any], backend: str | Backend) -> dict[str, Any]:
+    """Place every array of a dict on ``backend`` (see :func:`to_backend`)."""
+    b = resolve_backend(backend)
+    return {k: b.asarray(to_numpy(v)) for k, v in tree.items()}
+
+
+__all__ = [
+    "BACKEND_CLASSES",
+    "DTYPES",
+    "ArrayApiStrictBackend",
+    "Backend",
+    "CupyBackend",
+    "NumpyBackend",
+    "TorchBackend",
+    "backend_of",
+    "check_array",
+    "common_namespace",
+    "dtype_name",
+    "library_of",
+    "namespace_of",
+    "resolve_backend",
+    "resolve_dtype_name",
+    "to_backend",
+    "to_numpy",
+    "tree_to_backend",
+    "tree_to_numpy",
+]

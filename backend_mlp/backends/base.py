@@ -1,0 +1,139 @@
+"""The :class:`Backend` interface: what the rest of the library may ask of an array library.
+
+A backend is an array namespace (``xp``) plus the device its arrays are
+placed on, and it answers, as data, every question that would otherwise be
+guessed from a library's name: where its arrays live (``on_host``), whether
+in-place updates are honoured (``mutable_arrays``), whether the host BLAS
+threads apply (``host_blas``), how to wait for queued work
+(:meth:`synchronize`), how to bring an array home (:meth:`to_numpy`) and what
+its device memory peak was (:meth:`reset_memory_peak`, :meth:`memory_peak`).
+One subclass per library; nothing outside :mod:`backend_mlp.backends`
+compares backend or library names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np  # host-side conversion only
+
+from ..errors import InputValidationError
+
+DTYPES = ("float32", "float64")
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``np.float32``, ``torch.float32``, ``np.dtype("float32")``, ..."""
+    return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
+
+
+def resolve_dtype_name(dtype: Any) -> str:
+    """Normalise ``"float32"``, ``"float64"``, ``np.float32`` or a namespace dtype to its name."""
+    name = dtype_name(dtype)
+    if name not in DTYPES:
+        raise InputValidationError(f"dtype: received {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array namespace together with the device arrays are placed on.
+
+    ``name`` is the canonical spelling (``"numpy"``, ``"cupy:0"``,
+    ``"torch:cpu"``, ...), ``xp`` the array-API namespace, ``device`` the
+    object passed as ``device=`` to ``xp.asarray`` (``None`` for the default).
+    Subclasses set the class-level capabilities below and override the few
+    methods whose behaviour differs.
+    """
+
+    name: str
+    xp: Any
+    device: Any = None
+
+    #: the library's import name ("numpy", "cupy", "torch", "array_api_strict")
+    library: ClassVar[str] = ""
+    #: arrays live in host memory (to_numpy may share memory, no device copies)
+    on_host: ClassVar[bool] = True
+    #: in-place operators (``a += b``) update ``a`` itself, so an in-place step variant is allowed
+    mutable_arrays: ClassVar[bool] = True
+    #: the library's matmuls run on the host BLAS that threadpoolctl controls
+    host_blas: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ which arrays are ours
+
+    @classmethod
+    def owns(cls, x: Any) -> bool:
+        """True when ``x`` is an array of this backend's library."""
+        return type(x).__module__.split(".", 1)[0] == cls.library
+
+    @classmethod
+    def parse(cls, key: str, choice: str) -> Backend | None:
+        """The backend a lower-cased user string names, or ``None`` when it is not this library's."""
+        raise NotImplementedError
+
+    @classmethod
+    def of_array(cls, x: Any) -> Backend:
+        """The backend an existing array of this library lives on."""
+        import array_api_compat
+
+        return cls(cls.library, array_api_compat.array_namespace(x), array_api_compat.device(x))
+
+    # ------------------------------------------------------------------ placement
+
+    def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
+        """Place a host (NumPy-convertible) array on this backend's device.
+
+        On a device this is a copy; on host backends the result may share
+        memory with ``host_array`` when no dtype conversion is needed, so do
+        not modify that array in place afterwards.  ``dtype`` is
+        ``"float32"``/``"float64"`` or ``None`` to keep the array's own dtype.
+        """
+        return self.xp.asarray(host_as(host_array, dtype), device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """``x`` as a NumPy array on the host (a view where the memory is already on the host)."""
+        return np.from_dlpack(x)
+
+    def dtype(self, name: str) -> Any:
+        """The namespace's dtype object for ``"float32"`` or ``"float64"``."""
+        return getattr(self.xp, resolve_dtype_name(name))
+
+    # ------------------------------------------------------------------ timing and memory
+
+    def synchronize(self) -> None:
+        """Wait for queued device work to finish (a no-op on host backends)."""
+
+    @property
+    def hardware(self) -> str:
+        """Where the arithmetic runs, as PyTorch spells devices: ``"cpu"`` or ``"cuda:N"``."""
+        return "cpu"
+
+    def reset_memory_peak(self) -> None:
+        """Forget earlier device allocations, so :meth:`memory_peak` reads the coming block's peak."""
+
+    def memory_peak(self) -> int | None:
+        """Peak device memory in bytes since :meth:`reset_memory_peak`; ``None`` for host memory."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Library version and device facts, for machine descriptions in reports."""
+        return {"backend": self.name, self.library: getattr(self.xp, "__version__", None) or _version(self.library)}
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def host_as(host_array: Any, dtype: str | None) -> np.ndarray:
+    """``host_array`` as a NumPy array of ``dtype`` (``None``: its own), copied only to convert."""
+    arr = np.asarray(host_array)
+    return arr if dtype is None else arr.astype(resolve_dtype_name(dtype), copy=False)
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module.replace("_", "-"))
+    except Exception:  # noqa: BLE001 - optional information only
+        return None
