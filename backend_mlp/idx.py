@@ -11,10 +11,8 @@ message names the file, what was wrong and what was expected.
 
 from __future__ import annotations
 
-import contextlib
 import gzip as _gzip
 import os
-import tempfile
 import zlib
 from math import prod
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, InputValidationError
+from .files import atomic_write_bytes
 
 __all__ = [
     "IDX_DTYPES",
@@ -201,52 +200,3 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, gzip: bool | N
         data = _gzip.compress(data, compresslevel=6, mtime=0)
     atomic_write_bytes(p, data)
     return p
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
-
-    The file gets the mode a plain ``open`` would give it (0666 less the umask).
-
-    On any failure (including KeyboardInterrupt) the temporary file is removed and
-    ``path`` is left as it was.
-    """
-    p = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
-    except OSError as exc:
-        raise DataError(f"cannot create a file in folder {p.parent}: {exc.strerror or exc}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give a normal file's mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, DataError):
-            raise DataError(f"cannot write file {p}: {exc.strerror or exc}") from exc
-        raise
-    _fsync_dir(p.parent)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Best effort: make the rename durable (not supported on every platform)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

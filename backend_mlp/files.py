@@ -1,0 +1,103 @@
+"""Writing files safely: the one atomic writer, and the one strict JSON writer built on it.
+
+:func:`atomic_write_bytes` writes to a temporary file in the target's folder,
+fsyncs it and renames it into place with ``os.replace``, so an interrupted
+write (including Ctrl-C) never leaves a partial file; the file gets the mode a
+plain ``open()`` would give it (0666 less the umask).  Data files, checkpoints,
+models, figures and JSON reports are all written through it.
+
+:func:`write_json` writes strict JSON: non-finite floats become ``null``
+(``NaN``/``Infinity`` are not JSON), NumPy scalars become Python numbers,
+tuples become lists and paths become strings (:func:`json_ready`).  Anything
+else that ``json`` cannot write raises ``TypeError`` naming its type before
+the file is touched, so an existing file is never left half-written.
+
+Failures to create or write a file raise :class:`backend_mlp.errors.DataError`
+naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np  # host-side I/O only: NumPy scalars in reports
+
+from .errors import DataError
+
+__all__ = ["atomic_write_bytes", "json_ready", "write_json"]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask).
+
+    On any failure (including KeyboardInterrupt) the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    except OSError as exc:
+        raise DataError(f"cannot create a file in folder {p.parent}: {exc.strerror or exc}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give a normal file's mode
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, DataError):
+            raise DataError(f"cannot write file {p}: {exc.strerror or exc}") from exc
+        raise
+    _fsync_dir(p.parent)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Best effort: make the rename durable (not supported on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every nested value turned into one that strict JSON can hold (see the module)."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> None:
+    """Write ``data`` as indented strict JSON to ``path`` atomically (with a final newline)."""
+    text = json.dumps(json_ready(data), indent=indent, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
