@@ -24,7 +24,7 @@ from synthetic_mnist import write_synthetic_mnist
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint
 from backend_mlp.cli.train import main
 from backend_mlp.idx import write_idx
-from backend_mlp.plotting import plot_cost_curve
+from backend_mlp.report.figures import plot_cost_curve
 from backend_mlp.training import TrainingConfig
 
 REPO = Path(__file__).resolve().parent.parent

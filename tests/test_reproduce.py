@@ -1,16 +1,22 @@
-"""End-to-end test of ``scripts/reproduce_report.py`` on a tiny synthetic IDX dataset."""
+"""``scripts/reproduce_report.py`` end to end on a tiny synthetic IDX dataset, and the report package's parts."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from synthetic_mnist import write_synthetic_mnist
 
 from backend_mlp.cli.reproduce import main
+from backend_mlp.errors import BackendMLPError, InputValidationError
+from backend_mlp.report import Reproduction
+from backend_mlp.report.figures import Curve, plot_cost_curve, plot_weight_histograms
+from backend_mlp.report.statistics import acceptance_checks, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,10 +35,12 @@ def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
     # one line per finished run: 2 seeds x (sections 4, 5, 6 + ablation b, c)
     assert sum(line.startswith("[") for line in proc.stdout.splitlines()) == 10
 
-    for name in ("REPORT.md", "results.json", "cost_curves.png", "weights_plain_vs_l2.png",
-                 "batchnorm_ablation.png"):
+    expected = {"REPORT.md", "results.json", "cost_curves.png", "weights_plain_vs_l2.png", "batchnorm_ablation.png"}
+    for name in expected:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert not list(out.glob(".*.tmp")), "temporary files left behind"
+    # files.atomic_write_bytes writes through ".<name>.<random>.part" in the target folder
+    assert not list(out.glob(".*.part")), "temporary files left behind"
+    assert {p.name for p in out.iterdir()} == expected
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -78,3 +86,45 @@ def test_reproduce_cli_errors(mnist_dir: Path, tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "tpu" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_reproduce_output_folder_error(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["--seeds", "1", "--max-steps", "1", "--data-dir", str(mnist_dir), "--out", str(blocker / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker / "r") in err
+
+
+def test_reproduction_settings_are_checked(tmp_path: Path) -> None:
+    for kwargs in ({"seeds": 0}, {"threads": -1}, {"max_steps": 0}, {"sections": ("7",)}, {"sections": ()},
+                   {"dtype": "float16"}):
+        with pytest.raises(InputValidationError):
+            Reproduction(tmp_path / "r", **kwargs)
+    assert not (tmp_path / "r").exists()
+    r = Reproduction(tmp_path / "r", seeds=3, sections=("6", "4"), ablation=True, max_steps=7)
+    assert r.sections == ("4", "6")
+    assert [s.key for s in r.specs] == ["4", "6", "bn-a", "bn-b", "bn-c"]
+    assert all(s.config.num_iterations == 7 for s in r.specs) and r.total_runs == 15
+
+
+def test_statistics() -> None:
+    assert stats([]) == {"n": 0}
+    assert stats([None, 2.0]) == {"n": 1, "mean": 2.0, "std": 0.0, "median": 2.0, "min": 2.0, "max": 2.0}
+    s = stats([1.0, 2.0, 6.0])
+    assert s["median"] == 2.0 and s["mean"] == 3.0 and s["std"] == pytest.approx(math.sqrt(7.0))
+    checks = acceptance_checks({})
+    assert len(checks) == 5 and all(c["passed"] is None and "—" in c["measured"] for c in checks)
+
+
+def test_figures_reject_mismatched_inputs(tmp_path: Path) -> None:
+    with pytest.raises(InputValidationError, match="costs"):
+        plot_cost_curve(tmp_path / "c.png", [1, 2, 3], [0.5, 0.4])
+    with pytest.raises(InputValidationError, match="val_steps"):
+        plot_cost_curve(tmp_path / "c.png", [1, 2], [0.5, 0.4], [0.6, 0.5], val_steps=[2])
+    with pytest.raises(InputValidationError, match="layers"):
+        plot_weight_histograms([np.zeros(3)], [np.zeros(3), np.zeros(3)], tmp_path / "w.png")
+    with pytest.raises(InputValidationError, match="seed 4"):
+        Curve([1, 2], [0.5], [], seed=4)
+    assert issubclass(InputValidationError, BackendMLPError) and issubclass(InputValidationError, ValueError)
+    assert list(tmp_path.iterdir()) == []

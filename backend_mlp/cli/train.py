@@ -32,7 +32,7 @@ from ..errors import BackendMLPError, CheckpointError, InputValidationError, Tra
 from ..experiment import SECTIONS, MnistSplits, prepare_mnist, summarize
 from ..jsonio import write_json
 from ..mnist import DATA_ENV
-from ..plotting import plot_cost_curve
+from ..report.figures import plot_cost_curve
 from ..training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingState, train
 
 PROG = "train_mnist"

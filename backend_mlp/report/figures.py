@@ -1,11 +1,8 @@
-"""Figures of the reproduction report, drawn with matplotlib's object API (Agg, no pyplot).
+"""Every figure backend_mlp draws, with matplotlib's object API (Agg, no pyplot, no global state).
 
-Every function takes plain host data (lists / NumPy arrays), draws one figure
-and saves it as a PNG atomically: to a temporary file in the target folder,
-then ``os.replace``.  No global matplotlib state (backend, rcParams) is touched.
-
-Curves are given as :class:`Curve` records: the recorded steps, the
-mini-batch training cost and the validation cost at those steps, and the seed.
+Each ``plot_*`` function takes plain host data (lists / NumPy arrays), draws one
+figure and writes it with :func:`save_figure`, the one PNG writer: rendered in
+memory, then written atomically.  matplotlib is imported on first use.
 """
 
 from __future__ import annotations
@@ -15,17 +12,24 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .idx import atomic_write_bytes
+from ..errors import InputValidationError
+from ..experiment import REPORT_RESULTS
+from ..files import atomic_write_bytes
+from .protocol import SECTION_TITLES
+from .statistics import ablation_rows, median
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Curve",
+    "draw_report_figures",
     "plot_batchnorm_ablation",
+    "plot_cost_curve",
     "plot_cost_curves",
     "plot_weight_histograms",
     "save_figure",
@@ -36,37 +40,97 @@ _VAL_COLOR = "tab:orange"
 _VARIANT_COLORS = ("tab:green", "tab:purple", "tab:red", "tab:brown", "tab:gray", "tab:olive")
 
 
-def _step_formatter(value: float, _pos: object) -> str:
-    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
-
-
-def _plain_log_axis(ax: object) -> None:
-    """Log y axis labelled with plain numbers (0.3, 0.5, 1, 2) instead of powers of ten."""
-    ax.set_yscale("log")  # type: ignore[attr-defined]
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # type: ignore[attr-defined]
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))  # type: ignore[attr-defined]
-    ax.yaxis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
 class Curve:
-    """One run's recorded costs: ``steps[i]`` -> ``train[i]`` (mini-batch) and ``val[i]``."""
+    """One run's recorded costs: ``steps[i]`` -> ``train[i]`` (mini-batch) and ``val[i]`` (may be empty)."""
 
     steps: Sequence[int]
     train: Sequence[float]
     val: Sequence[float]
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if len(self.train) != len(self.steps) or len(self.val) not in (0, len(self.steps)):
+            raise InputValidationError(
+                f"Curve (seed {self.seed}): received {len(self.steps)} steps, {len(self.train)} training costs and "
+                f"{len(self.val)} validation costs; expected as many costs as steps (no validation costs allowed)"
+            )
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
-    """Save ``fig`` as a PNG at ``path`` atomically (temporary file + ``os.replace``)."""
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: float | None = 120) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically; ``dpi=None`` keeps the figure's own.  Returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas: independent of pyplot's backend
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi="figure" if dpi is None else dpi)
     atomic_write_bytes(target, buffer.getvalue())
     return target
+
+
+def _step_formatter(value: float, _pos: object) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+def _plain_log_axis(ax: Any) -> None:
+    """Log y axis labelled with plain numbers (0.3, 0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+# ----------------------------------------------------------------------------- one training run
+
+
+def plot_cost_curve(
+    path: str | os.PathLike[str],
+    recorded_steps: Sequence[int],
+    costs: Sequence[float],
+    val_costs: Sequence[float] | None = None,
+    title: str = "Cost during training",
+    *,
+    val_steps: Sequence[int] | None = None,
+) -> Path:
+    """The training CLI's figure: mini-batch ``costs`` (and ``val_costs``) against the step; returns the path.
+
+    ``val_costs`` are taken at ``recorded_steps`` unless ``val_steps`` is given.
+    Non-finite costs leave gaps in the curve.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if len(recorded_steps) != len(costs):
+        raise InputValidationError(
+            f"plot_cost_curve: recorded_steps has {len(recorded_steps)} entries but costs has {len(costs)}; "
+            "expected one cost per recorded step"
+        )
+    if val_costs is not None and val_steps is not None and len(val_steps) != len(val_costs):
+        raise InputValidationError(
+            f"plot_cost_curve: val_steps has {len(val_steps)} entries but val_costs has {len(val_costs)}; "
+            "expected one validation cost per validation step"
+        )
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)  # tight_layout needs the renderer
+    ax = fig.add_subplot()
+    ax.plot(list(recorded_steps), list(costs), label="training mini-batch cost", linewidth=1.2)
+    if val_costs is not None and len(val_costs):
+        steps = list(val_steps) if val_steps is not None else list(recorded_steps)[: len(val_costs)]
+        ax.plot(steps, list(val_costs), label="validation cost", linewidth=1.2)
+    ax.set_xlabel("step (mini-batch)")
+    ax.set_ylabel("cross-entropy cost")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=None)
+
+
+# ----------------------------------------------------------------------------- the reproduction report
 
 
 def plot_cost_curves(
@@ -80,6 +144,9 @@ def plot_cost_curves(
     Seeds are overlaid (mini-batch cost thin and light, validation cost solid).
     ``reference_steps`` (title -> step) draws a dashed line where the report stopped.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     n = max(len(curves), 1)
     fig = Figure(figsize=(4.6 * n, 3.9), layout="constrained")
     axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
@@ -88,9 +155,9 @@ def plot_cost_curves(
         for i, run in enumerate(runs):
             ax.plot(run.steps, run.train, color=_TRAIN_COLOR, lw=0.7, alpha=0.35,
                     label="mini-batch cost (train)" if i == 0 else None)
-            ax.plot(run.steps, run.val, color=_VAL_COLOR, lw=1.3, alpha=0.9,
-                    label="validation cost" if i == 0 else None)
-            if run.steps:
+            if run.val:
+                ax.plot(run.steps, run.val, color=_VAL_COLOR, lw=1.3, alpha=0.9,
+                        label="validation cost" if i == 0 else None)
                 ax.plot(run.steps[-1], run.val[-1], marker="o", ms=3, color=_VAL_COLOR)
         if reference_steps and title in reference_steps:
             ax.axvline(reference_steps[title], color="0.3", ls="--", lw=1,
@@ -122,10 +189,17 @@ def plot_weight_histograms(
     ``plain[l]`` / ``l2[l]``: all weights of layer ``l + 1`` (any shape; seeds may be pooled).
     Each panel's title gives the standard deviation of the weights of both.
     """
+    from matplotlib.figure import Figure
+
+    if len(plain) != len(l2):
+        raise InputValidationError(
+            f"plot_weight_histograms: received {len(plain)} plain layers and {len(l2)} L2 layers; "
+            "expected the same number"
+        )
     n = len(plain)
     fig = Figure(figsize=(3.6 * max(n, 1), 3.8), layout="constrained")
     axes = fig.subplots(1, max(n, 1), squeeze=False)[0]
-    for l, (ax, wp, wl) in enumerate(zip(axes, plain, l2, strict=True), start=1):
+    for l, (ax, wp, wl) in enumerate(zip(axes, plain, l2, strict=False), start=1):
         wp, wl = np.ravel(np.asarray(wp, dtype=float)), np.ravel(np.asarray(wl, dtype=float))
         both = np.concatenate([wp, wl])
         lo, hi = np.percentile(both, [0.1, 99.9]) if both.size else (-1.0, 1.0)
@@ -158,15 +232,17 @@ def plot_batchnorm_ablation(
     ``test_accuracy`` (which may include evaluation-only variants), with
     horizontal lines for ``reference_accuracy`` (label -> value).
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     fig = Figure(figsize=(12.5, 4.4), layout="constrained")
     ax_cost, ax_acc = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
     colors = {name: _VARIANT_COLORS[i % len(_VARIANT_COLORS)] for i, name in enumerate(test_accuracy)}
     for i, (name, runs) in enumerate(curves.items()):
         color = colors.get(name, _VARIANT_COLORS[i % len(_VARIANT_COLORS)])
-        for j, run in enumerate(runs):
+        for j, run in enumerate(run for run in runs if run.val):
             ax_cost.plot(run.steps, run.val, color=color, lw=1.1, alpha=0.75, label=name if j == 0 else None)
-            if run.steps:
-                ax_cost.plot(run.steps[-1], run.val[-1], marker="o", ms=3, color=color)
+            ax_cost.plot(run.steps[-1], run.val[-1], marker="o", ms=3, color=color)
     _plain_log_axis(ax_cost)
     ax_cost.xaxis.set_major_formatter(FuncFormatter(_step_formatter))
     ax_cost.set_xlabel("step (mini-batch of 256); dot = early-stopping point")
@@ -200,3 +276,47 @@ def plot_batchnorm_ablation(
         ax_acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.suptitle("Batch-norm ablation: what the report's implementation most likely lacked", fontsize=11)
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- REPORT.md's figures
+
+
+def _curves(runs: Sequence[dict[str, Any]], key: str) -> list[Curve]:
+    return [Curve(r["recorded_steps"], r["costs"], r["val_costs"], r["seed"]) for r in runs if r["key"] == key]
+
+
+def draw_report_figures(
+    results: Mapping[str, Any], weights: Mapping[str, Sequence[Sequence[np.ndarray]]], out: Path
+) -> dict[str, str]:
+    """Draw REPORT.md's figures into ``out``; returns figure name -> file name.
+
+    ``results``: the contents of results.json with its summary; ``weights``:
+    run key -> per seed -> each layer's weights (host arrays).
+    """
+    runs, sections, summary = results["runs"], results["settings"]["sections"], results["summary"]
+    figures: dict[str, str] = {}
+    curves = {SECTION_TITLES[s]: _curves(runs, s) for s in sections}
+    plot_cost_curves(curves, out / "cost_curves.png",
+                     reference_steps={SECTION_TITLES[s]: REPORT_RESULTS[s]["steps"] for s in sections})
+    figures["cost_curves"] = "cost_curves.png"
+    if "4" in weights and "6" in weights:
+        n_layers = len(weights["4"][0])
+        pooled = {k: [np.concatenate([w[l].ravel() for w in weights[k]]) for l in range(n_layers)]
+                  for k in ("4", "6")}
+        plot_weight_histograms(pooled["4"], pooled["6"], out / "weights_plain_vs_l2.png")
+        figures["weights"] = "weights_plain_vs_l2.png"
+    rows = ablation_rows(summary, sections) if results["settings"].get("ablation") else []
+    if rows:
+        short = {"a": "a: ours", "b": "b: no γ/β", "c": "c: no γ/β, no backward", "d": "d: c + batch stats"}
+        ab_curves = {short[r["variant"]]: _curves(runs, r["key"]) for r in rows if r["variant"] != "d"}
+        accs: dict[str, list[float]] = {}
+        for r in rows:
+            metric = "test_accuracy_batch_statistics" if r["variant"] == "d" else "test_accuracy"
+            accs[short[r["variant"]]] = [x[metric] for x in runs if x["key"] == r["key"]]
+        refs = {"report, batch norm (Section 5)": REPORT_RESULTS["5"]["test_accuracy"]}
+        plain = median(summary, "4", "test_accuracy")
+        refs["ours, plain (Section 4 median)" if plain is not None else "report, plain (Section 4)"] = (
+            plain if plain is not None else REPORT_RESULTS["4"]["test_accuracy"])
+        plot_batchnorm_ablation(ab_curves, accs, out / "batchnorm_ablation.png", reference_accuracy=refs)
+        figures["ablation"] = "batchnorm_ablation.png"
+    return figures
