@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..backends import resolve_backend, resolve_dtype_name
-from ..data import prepare_mnist
+from ..data import DATA_ENV, prepare_mnist
 from ..errors import DataError, InputValidationError
 from ..experiment import REPORT_RESULTS, SECTIONS
 from ..files import atomic_write_bytes, write_json
 from ..machine import machine_info
-from ..mnist import DATA_ENV
 from .figures import draw_report_figures
 from .markdown import render_report
 from .protocol import run_specs, train_one
