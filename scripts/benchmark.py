@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time backend_mlp against PyTorch on the identical workload: see :mod:`backend_mlp.benchmarking`.
+"""Time backend_mlp against PyTorch on the identical workload: see :mod:`backend_mlp.bench`.
 
 Works from a checkout without installing (``python scripts/benchmark.py --quick``).
 """
@@ -13,7 +13,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / "backend_mlp" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))  # use the checkout this script lives in
 
-from backend_mlp.benchmarking import main  # noqa: E402
+from backend_mlp.cli.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

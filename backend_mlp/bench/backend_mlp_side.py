@@ -1,0 +1,138 @@
+"""backend_mlp's two sides: its training loop (``train``) and the report's functional API in a user's loop.
+
+Both place the data on the backend once, start every block from
+:func:`~backend_mlp.initialization.initialize_parameters_host`'s weights and
+read the cost back once, at the end of the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend
+from ..data import Dataset
+from ..initialization import initialize_batchnorm_state, initialize_parameters_host
+from ..losses import compute_cost
+from ..network import L_model_backward, L_model_forward, predict, update_parameters
+from ..training import TrainingConfig, TrainingState, train
+from .workloads import FUNCTIONAL, LEARNING_RATE, N_CLASSES, TRAIN, BlockIndices, HostData, Workload
+
+
+class BackendMLPSide:
+    """backend_mlp's training loop (:func:`~backend_mlp.training.train`) and public ``predict``."""
+
+    label = TRAIN
+    #: whether the predict part times this side
+    predicts = True
+
+    def __init__(
+        self, backend: Backend, data: HostData, dtype: str, seed: int, *, placed: BackendMLPSide | None = None
+    ) -> None:
+        """``placed``: a side on the same backend and dtype whose data this one shares (else placed here)."""
+        self.backend = backend
+        self.dtype = dtype
+        self.seed = seed
+        if placed is not None:
+            self.train_data, self.test_X = placed.train_data, placed.test_X
+        else:
+            self.train_data = Dataset.from_host(
+                data.train_images, data.train_labels, n_classes=N_CLASSES, device=backend, dtype=dtype
+            )
+            self.test_X = Dataset.from_host(
+                data.test_images, data.test_labels, n_classes=N_CLASSES, device=backend, dtype=dtype
+            ).X
+        self.n_samples = self.train_data.n_samples
+        self.parameters: dict[str, Any] = {}
+        self.bn_state: dict[str, Any] = {}
+
+    def fresh_state(self, workload: Workload) -> TrainingState:
+        """The initial weights (same bits on every side) and fresh running statistics, on the backend."""
+        host = initialize_parameters_host(list(workload.layer_dims), self.seed, workload.bn_config)
+        params = {k: self.backend.asarray(v, self.dtype) for k, v in host.items()}
+        bn_state = (
+            initialize_batchnorm_state(list(workload.layer_dims), device=self.backend, dtype=self.dtype)
+            if workload.batchnorm
+            else {}
+        )
+        return TrainingState(parameters=params, bn_state=bn_state)
+
+    def config(self, workload: Workload, n_steps: int) -> TrainingConfig:
+        return TrainingConfig(
+            layer_dims=workload.layer_dims,
+            learning_rate=LEARNING_RATE,
+            num_iterations=n_steps,
+            batch_size=workload.batch_size,
+            batchnorm=workload.bn_config,
+            seed=self.seed,
+            record_every=n_steps,  # one cost read-back, at the end
+            early_stopping=False,
+        )
+
+    def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
+        """Build everything outside the timed region; the returned callable runs the block."""
+        config = self.config(workload, n_steps)
+        state = self.fresh_state(workload)
+
+        def run() -> float:
+            result = train(self.train_data, config, state=state)
+            self.backend.synchronize()
+            self.parameters, self.bn_state = result.parameters, result.bn_state
+            return result.costs[-1]
+
+        return run
+
+    def prepare_predict(self, workload: Workload) -> Callable[[], Any]:
+        params, bn_state, bn = self.parameters, self.bn_state, workload.bn_config
+
+        def run() -> Any:
+            out = predict(self.test_X, params, bn, bn_state if bn is not None else None)
+            self.backend.synchronize()
+            return out
+
+        return run
+
+    def host_parameters(self) -> dict[str, np.ndarray]:
+        """The parameters after the last block, in backend_mlp's names and shapes (float64 host copies)."""
+        return {k: self.backend.to_numpy(v).astype(np.float64) for k, v in self.parameters.items()}
+
+
+class FunctionalSide(BackendMLPSide):
+    """The report's public functional API in a user's own loop, on the same batches as ``train``.
+
+    Per step: gather the batch, ``L_model_forward`` (training mode, running
+    statistics updated in ``bn_state``), ``L_model_backward``,
+    ``update_parameters``; every public check included.
+    """
+
+    label = FUNCTIONAL
+    predicts = False
+
+    def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
+        state = self.fresh_state(workload)
+        block = BlockIndices.of(self.n_samples, workload.batch_size, self.seed, n_steps)
+        spans = block.spans()
+        xp, backend = self.backend.xp, self.backend
+        X_rows, Y_rows = self.train_data.X_rows, self.train_data.Y_rows
+        use_batchnorm = workload.batchnorm
+
+        def run() -> float:
+            params = state.parameters
+            bn_state = dict(state.bn_state) if use_batchnorm else None
+            order = backend.asarray(block.flat)  # one index upload per block
+            AL = Yb = before = None
+            for start, stop in spans:
+                idx = order[start:stop]
+                Xb = xp.take(X_rows, idx, axis=0).T
+                Yb = xp.take(Y_rows, idx, axis=0).T
+                AL, caches = L_model_forward(Xb, params, use_batchnorm=use_batchnorm, bn_state=bn_state)
+                grads = L_model_backward(AL, Yb, caches)
+                before, params = params, update_parameters(params, grads, LEARNING_RATE)
+            cost = float(compute_cost(AL, Yb, before))  # one read-back, at the end
+            backend.synchronize()
+            self.parameters, self.bn_state = params, bn_state or {}
+            return cost
+
+        return run

@@ -1,0 +1,124 @@
+"""The benchmark report (the JSON dict :class:`~backend_mlp.bench.runner.Benchmark` returns) as a plain-text table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .workloads import CHECK_STEPS, COMPILE, FUNCTIONAL, TORCH, TRAIN
+
+#: (header, width) left to right; a negative width left-aligns
+_COLUMNS: list[tuple[str, int]] = [
+    ("part", -8),
+    ("workload", -15),
+    ("dtype", -7),
+    ("steps", 6),
+    ("bm it/s", 9),
+    ("fn it/s", 9),
+    ("torch it/s", 10),
+    ("ratio", 6),
+    ("fn/train", 8),
+    ("fn/torch", 8),
+    ("compile it/s", 12),
+    ("ratio_c", 7),
+    ("bm samples/s", 12),
+    ("torch samples/s", 15),
+    ("bm MB", 6),
+    ("fn MB", 6),
+    ("torch MB", 8),
+    ("max rel diff", 12),
+    ("fn diff", 8),
+    ("bm thr", 6),
+]
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f}"
+
+
+def _rate(entry: dict[str, Any] | None, part: str) -> str:
+    """Steps per second, or calls per second for the predict part."""
+    if entry is None:
+        return "-"
+    if part == "predict":
+        return f"{1 / entry['seconds_median']:.1f}"
+    return f"{entry['steps_per_second']:.1f}"
+
+
+def _row(r: dict[str, Any], mem_key: str) -> list[str]:
+    part = r["part"]
+    bm, fn, th, tc = (r.get(k) for k in (TRAIN, FUNCTIONAL, TORCH, COMPILE))
+
+    def mem(e: dict[str, Any] | None) -> str:
+        return _mb((e or {}).get("memory", {}).get(mem_key))
+
+    return [
+        part,
+        r["workload"],
+        r["dtype"],
+        str(r["steps_per_block"] or "-"),
+        _rate(bm, part),
+        _rate(fn, part),
+        _rate(th, part),
+        _fmt(r.get("ratio_vs_torch"), ".3f"),
+        _fmt(r.get("ratio_functional_vs_train"), ".3f"),
+        _fmt(r.get("ratio_functional_vs_torch"), ".3f"),
+        _rate(tc, part),
+        _fmt(r.get("ratio_vs_torch_compile"), ".3f"),
+        _fmt(bm and bm["samples_per_second"], ".0f"),
+        _fmt(th and th["samples_per_second"], ".0f"),
+        mem(bm),
+        mem(fn),
+        mem(th),
+        _fmt(r.get("check_max_rel_diff"), ".1e"),
+        _fmt(r.get("check_max_rel_diff_functional"), ".1e"),
+        str(r.get("backend_mlp_blas_threads") or "-"),
+    ]
+
+
+def _line(cells: list[str]) -> str:
+    return " ".join(f"{c:<{-w}}" if w < 0 else f"{c:>{w}}" for c, (_, w) in zip(cells, _COLUMNS, strict=True))
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The results as a plain-text table (medians; ratio = backend_mlp time / PyTorch time), then notes."""
+    on_host = report.get("on_host", True)
+    head = _line([h for h, _ in _COLUMNS])
+    lines = [head, "-" * len(head)]
+    mem_key = "peak_rss_bytes" if on_host else "device_peak_bytes"
+    for r in report["results"]:
+        if r["part"] != "memory":
+            lines.append(_line(_row(r, mem_key)))
+    lines += [
+        "bm: backend_mlp's train(); fn: the functional API (L_model_forward / L_model_backward / "
+        "update_parameters) in a user's loop; torch: PyTorch eager",
+        "it/s: steps per second (epoch: steps of that epoch; predict: calls per second over the test images)",
+        "ratio: backend_mlp time / PyTorch eager time (below 1: backend_mlp is faster); ratio_c: vs torch.compile; "
+        "fn/train, fn/torch: functional time / train() time, / PyTorch eager time",
+        "MB: peak host RSS during one block, each side in a fresh process (data and libraries included)"
+        if on_host
+        else "MB: peak device memory of one block, each side in a fresh process (backend's pool / torch.cuda)",
+        f"max rel diff: max|a - b| / max|b| over the parameters after {CHECK_STEPS} steps, PyTorch against train(); "
+        "fn diff: the functional API against train()",
+        "bm thr: host BLAS threads of backend_mlp's steps (blas_threads='auto'); PyTorch uses its default",
+    ]
+    if report.get("torch_compile_skipped"):
+        lines.append(f"torch.compile skipped: {report['torch_compile_skipped']}")
+    for r in report["results"]:
+        if r["part"] == "memory":
+            lines.append(_memory_line(r))
+    return "\n".join(lines)
+
+
+def _memory_line(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"memory (Section {r['section']}, {r['dtype']}): failed: {r['error']}"
+    return (
+        f"memory (Section {r['section']}, MNIST, {r['dtype']}): peak RSS {_mb(r['peak_rss_bytes'])} MB "
+        f"= {r['peak_over_train_set']:.2f} x the training set ({_mb(r['train_set_bytes'])} MB; "
+        f"target < 3); after loading {_mb(r['peak_rss_after_load_bytes'])} MB, interpreter "
+        f"{_mb(r['baseline_rss_bytes'])} MB; {r['steps']} steps"
+    )

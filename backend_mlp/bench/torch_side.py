@@ -1,0 +1,176 @@
+"""The PyTorch side: the same workload written as a PyTorch user would, on the hardware backend_mlp runs on.
+
+``nn.Sequential(Linear, ReLU, BatchNorm1d, ...)`` (batch norm after the ReLU,
+as in the report), ``F.cross_entropy``, ``torch.optim.SGD``, eager autograd or
+``torch.compile``; backend_mlp's initial weights copied bit for bit and the
+training loop's batches replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend, resolve_backend
+from ..errors import BackendUnavailableError
+from ..initialization import initialize_parameters_host
+from .workloads import COMPILE, LEARNING_RATE, TORCH, BlockIndices, HostData, Workload
+
+
+def import_torch(backend: Backend) -> Any:
+    """The ``torch`` module, or ``None`` when PyTorch is not installed.
+
+    Raises :class:`BackendUnavailableError` when ``backend`` computes on a CUDA
+    device that PyTorch cannot see (the comparison must run on the same hardware).
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    if backend.hardware != "cpu":
+        try:
+            resolve_backend(f"torch:{backend.hardware}")
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(
+                f"device {backend.name!r} computes on {backend.hardware}, but PyTorch cannot use it ({exc}), "
+                "so the comparison cannot run on the same hardware"
+            ) from None
+    return torch
+
+
+class TorchSide:
+    """The workload in PyTorch (eager autograd, or ``torch.compile`` with ``compiled=True``)."""
+
+    predicts = True
+
+    def __init__(
+        self, torch: Any, hardware: str, data: HostData, dtype: str, seed: int, *, compiled: bool = False
+    ) -> None:
+        """``hardware``: ``"cpu"`` or ``"cuda:N"``, as :attr:`Backend.hardware` spells it."""
+        self.torch = torch
+        #: the PyTorch backend of that hardware: synchronize() and device memory peaks
+        self.backend = resolve_backend(f"torch:{hardware}")
+        self.device = self.backend.device
+        self.tdtype = getattr(torch, dtype)
+        self.dtype = dtype
+        self.seed = seed
+        self.compiled = compiled
+        self.label = COMPILE if compiled else TORCH
+        self.X = self._tensor(data.train_images.astype(dtype, copy=False))
+        self.y = self._tensor(data.train_labels.astype(np.int64, copy=False))
+        self.test_X = self._tensor(data.test_images.astype(dtype, copy=False))
+        self.n_samples = int(self.X.shape[0])
+        self._models: dict[str, Any] = {}
+        self.model: Any = None
+
+    def _tensor(self, host: np.ndarray) -> Any:
+        t = self.torch.from_numpy(np.ascontiguousarray(host))  # shares memory on the CPU
+        return t.to(self.device)
+
+    def synchronize(self) -> None:
+        self.backend.synchronize()
+
+    def _build(self, workload: Workload) -> tuple[Any, Any]:
+        """The model (built once per workload and dtype) and its runnable form."""
+        if workload.name not in self._models:
+            nn = self.torch.nn
+            dims = workload.layer_dims
+            layers: list[Any] = []
+            for l in range(1, len(dims)):
+                layers.append(nn.Linear(dims[l - 1], dims[l], device=self.device, dtype=self.tdtype))
+                if l < len(dims) - 1:
+                    layers.append(nn.ReLU())
+                    if workload.batchnorm:  # the report's placement: after the ReLU
+                        layers.append(nn.BatchNorm1d(dims[l], device=self.device, dtype=self.tdtype))
+            model = nn.Sequential(*layers)
+            runnable = self.torch.compile(model) if self.compiled else model
+            self._models[workload.name] = (model, runnable)
+        return self._models[workload.name]
+
+    def _reset(self, model: Any, workload: Workload) -> None:
+        """Load backend_mlp's initial weights (same bits) and fresh running statistics."""
+        host = initialize_parameters_host(list(workload.layer_dims), self.seed, workload.bn_config)
+        torch, nn = self.torch, self.torch.nn
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        norms = [m for m in model if isinstance(m, nn.BatchNorm1d)]
+
+        def put(dst: Any, src: np.ndarray) -> None:
+            dst.copy_(torch.from_numpy(src.astype(self.dtype).reshape(tuple(dst.shape))))
+
+        with torch.no_grad():
+            for l, lin in enumerate(linears, start=1):
+                put(lin.weight, host[f"W{l}"])
+                put(lin.bias, host[f"b{l}"])
+            for l, bn in enumerate(norms, start=1):
+                put(bn.weight, host[f"gamma{l}"])
+                put(bn.bias, host[f"beta{l}"])
+                bn.reset_running_stats()
+        model.train()
+
+    def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
+        torch = self.torch
+        F = torch.nn.functional
+        model, runnable = self._build(workload)
+        self._reset(model, workload)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        block = BlockIndices.of(self.n_samples, workload.batch_size, self.seed, n_steps)
+        spans = block.spans()
+        X, y = self.X, self.y
+        self.model = model
+
+        def run() -> float:
+            order = torch.from_numpy(block.flat).to(self.device)  # one index upload per block
+            loss = None
+            for start, stop in spans:
+                idx = order[start:stop]
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(runnable(X[idx]), y[idx])
+                loss.backward()
+                optimizer.step()
+            value = float(loss.item())  # one read-back, at the end
+            self.synchronize()
+            return value
+
+        return run
+
+    def warm_up_shapes(self, workload: Workload) -> None:
+        """Run the last, smaller batch of an epoch once, so ``torch.compile`` recompiles outside the timing."""
+        last = self.n_samples % workload.batch_size
+        if not last:
+            return
+        model, runnable = self._build(workload)
+        self._reset(model, workload)
+        loss = self.torch.nn.functional.cross_entropy(runnable(self.X[:last]), self.y[:last])
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        self.synchronize()
+
+    def prepare_predict(self, workload: Workload) -> Callable[[], Any]:
+        torch = self.torch
+        model, runnable = self._build(workload)
+        model.eval()
+        X = self.test_X
+
+        def run() -> Any:
+            with torch.inference_mode():
+                out = runnable(X).argmax(dim=1)
+            self.synchronize()
+            return out
+
+        return run
+
+    def host_parameters(self) -> dict[str, np.ndarray]:
+        """The parameters after the last block, in backend_mlp's names and shapes (float64 host copies)."""
+        nn = self.torch.nn
+        out: dict[str, np.ndarray] = {}
+        linears = [m for m in self.model if isinstance(m, nn.Linear)]
+        norms = [m for m in self.model if isinstance(m, nn.BatchNorm1d)]
+        for l, lin in enumerate(linears, start=1):
+            out[f"W{l}"] = lin.weight.detach().cpu().double().numpy()
+            out[f"b{l}"] = lin.bias.detach().cpu().double().numpy().reshape(-1, 1)
+        for l, bn in enumerate(norms, start=1):
+            out[f"gamma{l}"] = bn.weight.detach().cpu().double().numpy().reshape(-1, 1)
+            out[f"beta{l}"] = bn.bias.detach().cpu().double().numpy().reshape(-1, 1)
+        return out

@@ -1,0 +1,162 @@
+"""``benchmark.py``: time backend_mlp against PyTorch on the identical MLP workload (see :mod:`backend_mlp.bench`).
+
+Prints the table (and ``--json PATH`` writes the full report).  Exit status:
+0 done, 1 error, 2 usage error or a device this machine cannot run,
+130 interrupted.  Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ..backends import resolve_dtype_name
+from ..bench.runner import DEFAULT_PARTS, PARTS, Benchmark, Options
+from ..bench.table import format_table
+from ..bench.workloads import DEFAULT_EPOCH_WORKLOADS, DTYPES, N_TEST, N_TRAIN, QUICK_WORKLOADS, WORKLOADS
+from ..errors import BackendMLPError, BackendUnavailableError, InputValidationError
+from ..files import write_json
+
+PROG = "benchmark.py"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise InputValidationError(
+            f"--{what}: received {text!r}; expected a comma separated subset of {', '.join(known)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Time backend_mlp (train() and the functional API) against PyTorch on the identical MLP "
+        "workload (same weights, batches, steps, dtype and hardware).",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="backend_mlp's device: cpu, gpu / gpu:N, torch:cuda:N, ...; PyTorch runs on the same hardware",
+    )
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"steps part; any of {', '.join(WORKLOADS)}")
+    p.add_argument(
+        "--epoch-workloads", default=",".join(DEFAULT_EPOCH_WORKLOADS), help="networks for the epoch and predict parts"
+    )
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="float32,float64")
+    p.add_argument("--parts", default=",".join(DEFAULT_PARTS), help=f"any of {', '.join(PARTS)}")
+    p.add_argument("--memory", action="store_true", help="also measure Section 4's peak memory (real MNIST)")
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks per side (alternating), medians reported")
+    p.add_argument("--steps", type=int, default=None, help="SGD steps per block (default: about --min-seconds)")
+    p.add_argument(
+        "--min-seconds", type=float, default=1.0, help="target duration of one block when --steps is not given"
+    )
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--no-functional", action="store_true", help="skip the functional-API side")
+    p.add_argument(
+        "--no-side-memory", action="store_true", help="skip the per-side peak memory (a fresh process per side)"
+    )
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's choice)")
+    p.add_argument("--data-dir", default=None, help="real MNIST folder (default: synthetic MNIST-sized data)")
+    p.add_argument("--n-train", type=int, default=N_TRAIN, help="synthetic training images (default 48,000)")
+    p.add_argument("--n-test", type=int, default=N_TEST, help="synthetic test images (default 10,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: small workloads, 2 repeats, 20 steps, no compile or side memory",
+    )
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the full results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """Check the command line and turn it into :class:`~backend_mlp.bench.runner.Options`."""
+    parts = _names(args.parts, PARTS, "parts")
+    if args.memory and "memory" not in parts:
+        parts = (*parts, "memory")
+    o = Options(
+        device=args.device,
+        workloads=_names(args.workloads, tuple(WORKLOADS), "workloads"),
+        epoch_workloads=_names(args.epoch_workloads, tuple(WORKLOADS), "epoch-workloads"),
+        dtypes=tuple(resolve_dtype_name(d) for d in _names(args.dtypes, DTYPES, "dtypes")),
+        parts=parts,
+        repeats=args.repeats,
+        steps=args.steps,
+        min_seconds=args.min_seconds,
+        compile=not args.no_compile,
+        functional=not args.no_functional,
+        side_memory=not args.no_side_memory,
+        torch_threads=args.torch_threads,
+        data_dir=args.data_dir,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        verbose=not args.quiet,
+    )
+    if args.quick:
+        default_workloads = args.workloads == ",".join(WORKLOADS)
+        o.workloads = QUICK_WORKLOADS if default_workloads else o.workloads
+        o.repeats = min(o.repeats, 2)
+        o.steps = args.steps or 20
+        o.compile = False
+        o.side_memory = False
+    if o.repeats < 1 or (o.steps is not None and o.steps < 1) or o.n_train < 1 or o.n_test < 1:
+        raise InputValidationError("--repeats, --steps, --n-train, --n-test: expected positive integers")
+    if o.torch_threads is not None and o.torch_threads < 1:
+        raise InputValidationError(f"--torch-threads: received {o.torch_threads}; expected a positive integer")
+    too_big = [w for w in (*o.workloads, *o.epoch_workloads) if WORKLOADS[w].batch_size > o.n_train]
+    if too_big and not o.data_dir:
+        raise InputValidationError(f"--n-train: {o.n_train} is smaller than the batch size of {too_big[0]}")
+    return o
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 1 error, 2 usage error or unavailable device, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+        report = Benchmark(options_from_args(args)).run()
+    except (UsageError, InputValidationError, BackendUnavailableError) as err:
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackendMLPError as err:
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(format_table(report))
+    if args.json:
+        path = Path(args.json)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, report)
+        except OSError as err:
+            print(f"error: --json: cannot write {str(path)!r}: {_one_line(str(err))}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
