@@ -23,14 +23,13 @@ import numbers
 import os
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
 from . import validation as V
 from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
-from .config import BatchNormConfig, as_batchnorm_config
-from .dataset import Dataset
-from .errors import BackendMLPError, InputValidationError, TrainingDivergedError
+from .batchnorm import BatchNormConfig, as_batchnorm_config
+from .data import Dataset, to_host
+from .errors import InputValidationError, NotFittedError, TrainingDivergedError
 from .network import predict_proba as _network_predict_proba
 from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
 
@@ -38,13 +37,6 @@ Array = Any
 
 #: samples per forward pass in predict/predict_proba (bounds device memory)
 PREDICT_CHUNK = 65_536
-
-
-class NotFittedError(BackendMLPError, ValueError, AttributeError):
-    """The estimator was used (``predict``, ``score``, ``save``, ...) before ``fit``.
-
-    Like scikit-learn's, it is both a ``ValueError`` and an ``AttributeError``.
-    """
 
 
 _PARAM_NAMES = (
@@ -404,21 +396,9 @@ def _check_hidden_layer_sizes(value: Any) -> tuple[int, ...]:
         ) from None
 
 
-def _to_host(name: str, x: Any) -> np.ndarray:
-    try:
-        if array_api_compat.is_array_api_obj(x):
-            return to_numpy(x)
-        return np.asarray(x)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputValidationError(
-            f"{name}: received an object of type {type(x).__name__} that NumPy cannot read ({exc}); "
-            "expected an array or a nested list of numbers"
-        ) from None
-
-
 def _check_X(X: Any, dtype: str, *, n_features: int | None = None, allow_empty: bool = False) -> np.ndarray:
     """Host copy of ``X`` (n_samples, n_features): 2-D, real numbers, finite in ``dtype``."""
-    X_host = _to_host("X", X)
+    X_host = to_host("X", X)
     if X_host.ndim != 2:
         hint = ""
         if X_host.ndim == 1:
@@ -453,7 +433,7 @@ def _check_X(X: Any, dtype: str, *, n_features: int | None = None, allow_empty: 
 
 
 def _check_y(y: Any, n_samples: int) -> np.ndarray:
-    y_host = _to_host("y", y)
+    y_host = to_host("y", y)
     if y_host.ndim != 1:
         hint = " (pass y.ravel() for a column vector)" if y_host.ndim == 2 and y_host.shape[1:] == (1,) else ""
         raise InputValidationError(
