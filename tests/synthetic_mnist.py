@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend_mlp.idx import write_idx
+from backend_mlp.data import write_idx
 
 
 def synthetic_images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from backend_mlp.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from backend_mlp.dataset import Dataset
+from backend_mlp.data import Dataset
 from backend_mlp.training import TrainingConfig, TrainingInterrupted, TrainingState, train
 
 

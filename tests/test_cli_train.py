@@ -23,7 +23,7 @@ from synthetic_mnist import write_synthetic_mnist
 
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint
 from backend_mlp.cli.train import main
-from backend_mlp.idx import write_idx
+from backend_mlp.data import write_idx
 from backend_mlp.report.figures import plot_cost_curve
 from backend_mlp.training import TrainingConfig
 
@@ -164,7 +164,7 @@ def test_gpu_without_cupy_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_resume_with_conflicting_options(
     synthetic_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from backend_mlp.dataset import Dataset
+    from backend_mlp.data import Dataset
     from backend_mlp.training import new_training_state
 
     config = TrainingConfig(learning_rate=0.02)

@@ -28,10 +28,10 @@ import numpy as np
 from ..backends import Backend, resolve_backend, to_numpy
 from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
 from ..config import BatchNormConfig
+from ..data import DATA_ENV, MnistSplits, prepare_mnist
 from ..errors import BackendMLPError, CheckpointError, InputValidationError, TrainingDivergedError
-from ..experiment import SECTIONS, MnistSplits, prepare_mnist, summarize
-from ..jsonio import write_json
-from ..mnist import DATA_ENV
+from ..experiment import SECTIONS, summarize
+from ..files import write_json
 from ..report.figures import plot_cost_curve
 from ..training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingState, train
 

@@ -14,9 +14,12 @@ from typing import Any
 import array_api_compat
 import numpy as np  # host-side conversion of user data only
 
-from . import validation as V
-from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
-from .errors import InputValidationError
+from .. import validation as V
+from ..backends import Backend, resolve_backend, resolve_dtype_name
+from ..errors import InputValidationError
+from .prep import one_hot, to_host
+
+__all__ = ["Dataset", "check_xy_columns"]
 
 Array = Any
 
@@ -55,7 +58,7 @@ class Dataset:
         """From the report's layout: ``X`` (n_features, m), one-hot ``Y`` (n_classes, m), same backend."""
         xp = V.common_namespace({"X": X, "Y": Y})
         check_xy_columns(xp, X, Y)
-        order = xp.arange(X.shape[1], device=_device(X))
+        order = xp.arange(X.shape[1], device=array_api_compat.device(X))
         # a gather yields fresh sample-major (row-contiguous) arrays on every backend
         return cls(xp.take(X.T, order, axis=0), xp.take(Y.T, order, axis=0))
 
@@ -65,16 +68,22 @@ class Dataset:
         images: np.ndarray,
         labels: np.ndarray,
         *,
-        n_classes: int = 10,
+        n_classes: int | None = None,
         device: str | Backend = "cpu",
         dtype: str = "float64",
     ) -> Dataset:
-        """From host arrays ``images`` (m, n_features) and integer ``labels`` (m,)."""
+        """From host arrays ``images`` (m, n_features) and integer class indices ``labels`` (m,).
+
+        ``n_classes`` defaults to ``labels.max() + 1``; pass it (e.g. the data set's
+        ``n_classes``) when a subset may lack the highest class.  Labels may be
+        integers or integral floats.
+        """
         backend = resolve_backend(device)
         dtype = resolve_dtype_name(dtype)
-        n_classes = V.check_positive_int("n_classes", n_classes)
-        images = _host_array("images", images)
-        labels = _host_array("labels", labels)
+        if n_classes is not None:
+            n_classes = V.check_positive_int("n_classes", n_classes)
+        images = to_host("images", images)
+        labels = to_host("labels", labels)
         if images.ndim != 2:
             raise InputValidationError(
                 f"images: received shape {images.shape}; expected (n_samples, n_features), one row per sample"
@@ -87,7 +96,9 @@ class Dataset:
             raise InputValidationError(
                 f"images: received dtype {images.dtype}; expected real numbers (an integer or float dtype)"
             )
-        Y_rows = one_hot_rows(labels, n_classes, images.shape[0])
+        Y_rows = one_hot(
+            _class_indices(labels, images.shape[0], n_classes), n_classes, dtype=dtype, samples_as="rows"
+        )
         with np.errstate(over="ignore"):
             converted = images.astype(dtype, copy=False)
         if not np.all(np.isfinite(converted)):
@@ -98,46 +109,25 @@ class Dataset:
         return cls(backend.asarray(converted), backend.asarray(Y_rows, dtype))
 
 
-def _host_array(name: str, x: Any) -> np.ndarray:
-    """A NumPy copy of a host or device array (or array-like); refuses what NumPy cannot read."""
-    try:
-        return to_numpy(x) if array_api_compat.is_array_api_obj(x) else np.asarray(x)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputValidationError(
-            f"{name}: received an object of type {type(x).__name__} that is not array-like ({exc}); "
-            "expected a NumPy array or an array of a supported backend"
-        ) from None
-
-
-def _device(x: Array) -> Any:
-    return array_api_compat.device(x)
-
-
-def one_hot_rows(labels: np.ndarray, n_classes: int, n_samples: int) -> np.ndarray:
-    """Host one-hot matrix (m, n_classes) of integer ``labels``; validates range and length."""
-    labels = np.asarray(labels)
+def _class_indices(labels: np.ndarray, n_samples: int, n_classes: int | None) -> np.ndarray:
+    """``labels`` (n_samples,) as integers: integral floats are converted, anything else is refused."""
+    expected = "0, 1, ..." if n_classes is None else f"0..{n_classes - 1}"
     if labels.ndim != 1 or labels.shape[0] != n_samples:
         raise InputValidationError(
             f"labels: received shape {labels.shape}; expected ({n_samples},), one label per sample"
         )
     if not V.is_real_host_dtype(labels.dtype):
         raise InputValidationError(
-            f"labels: received dtype {labels.dtype}; expected integer class indices 0..{n_classes - 1} "
+            f"labels: received dtype {labels.dtype}; expected integer class indices {expected} "
             "(backend_mlp.MLPClassifier accepts arbitrary labels such as strings)"
         )
-    if labels.size and (not np.issubdtype(labels.dtype, np.integer)):
+    if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise InputValidationError(
-                f"labels: received non-integer values of dtype {labels.dtype}; expected class indices"
+                f"labels: received non-integer values of dtype {labels.dtype}; expected class indices {expected}"
             )
         labels = labels.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise InputValidationError(
-            f"labels: received values in [{labels.min()}, {labels.max()}]; expected 0..{n_classes - 1}"
-        )
-    out = np.zeros((n_samples, n_classes))
-    out[np.arange(n_samples), labels] = 1.0
-    return out
+    return labels
 
 
 def check_xy_columns(xp: Any, X: Array, Y: Array) -> None:

@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend_mlp.backends import to_numpy
+from backend_mlp.data import MNIST, MnistData, load_mnist, locate_mnist, one_hot, prepare_mnist
+from backend_mlp.data.idx import read_idx_bytes
 from backend_mlp.errors import DataError
-from backend_mlp.idx import read_idx_bytes
-from backend_mlp.mnist import MNIST_FILES, MNIST_SHA256, MnistData, load_mnist, locate_mnist, one_hot
+
+MNIST_FILES = MNIST.file_names
+MNIST_SHA256 = MNIST.sha256
 
 pytestmark = pytest.mark.mnist
 
@@ -77,3 +81,39 @@ def test_float32_load_with_checksums(paths: dict[str, Path]) -> None:
     data = load_mnist(download=False, dtype="float32", checksums=MNIST_SHA256)
     assert data.train_images.dtype == np.float32
     assert float(data.train_images.mean(dtype=np.float64)) == pytest.approx(0.13066, abs=5e-5)
+
+
+# The report protocol's splits, fingerprinted with the code that produced REPORT.md (before the data
+# package): sample counts, SHA-256 (first 16 hex digits) of the images' bytes and of the int64 labels,
+# and the first labels.  Any change to loading, scaling or the split order changes these.
+PINNED_SPLITS = {
+    0: {
+        "train": (48000, "bbd4d953eadd2d6a", "22be6f292c15673d", [1, 7, 1, 0, 9, 4, 6, 9]),
+        "val": (12000, "fa50e4b3334cdc9a", "b4dc90ec90dad944", [7, 5, 5, 0, 0, 5, 2, 8]),
+        "test": (10000, "66a1790b97c8e536", "2fd8de6bdb8d1178", [7, 2, 1, 0, 4, 1, 4, 9]),
+    },
+    1: {
+        "train": (48000, "59fbf6b3989c7ba3", "9afcc5b60d16ef12", [1, 4, 9, 5, 9, 7, 2, 1]),
+        "val": (12000, "18966e522e90d101", "e85a7cbe6ffb5b94", [3, 4, 3, 1, 6, 2, 3, 4]),
+        "test": (10000, "66a1790b97c8e536", "2fd8de6bdb8d1178", [7, 2, 1, 0, 4, 1, 4, 9]),
+    },
+}
+
+
+def _fingerprint(data) -> tuple[int, str, str, list[int]]:  # type: ignore[no-untyped-def]
+    X = np.ascontiguousarray(to_numpy(data.X_rows))
+    y = np.ascontiguousarray(to_numpy(data.Y_rows)).argmax(axis=1).astype(np.int64)
+    sha = lambda b: hashlib.sha256(b).hexdigest()[:16]  # noqa: E731
+    return data.n_samples, sha(X.tobytes()), sha(y.tobytes()), y[:8].tolist()
+
+
+@pytest.mark.parametrize("seed", sorted(PINNED_SPLITS))
+def test_prepare_mnist_splits_are_the_reports(paths: dict[str, Path], seed: int) -> None:
+    splits = prepare_mnist(download=False, split_seed=seed)
+    for part in ("train", "val", "test"):
+        assert _fingerprint(getattr(splits, part)) == PINNED_SPLITS[seed][part], part
+
+
+def test_prepare_mnist_float32_train_images_pinned(paths: dict[str, Path]) -> None:
+    X = np.ascontiguousarray(to_numpy(prepare_mnist(download=False, dtype="float32").train.X_rows))
+    assert hashlib.sha256(X.tobytes()).hexdigest()[:16] == "22ab0ee8f58d370f"

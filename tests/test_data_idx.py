@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from backend_mlp.data.idx import IMAGES_MAGIC, LABELS_MAGIC, encode_idx, parse_idx, read_idx, write_idx
 from backend_mlp.errors import DataError, InputValidationError
-from backend_mlp.idx import IMAGES_MAGIC, LABELS_MAGIC, atomic_write_bytes, encode_idx, parse_idx, read_idx, write_idx
 
 
 @pytest.fixture
@@ -185,15 +183,3 @@ def test_write_is_atomic_on_failure(tmp_path: Path, images: np.ndarray, monkeypa
         write_idx(target, images[:2])
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.gz"]
-
-
-def test_atomic_write_gives_a_plain_files_mode(tmp_path) -> None:
-    """Files the library writes (data, metrics, models, figures) are as readable as open() would make them."""
-    old = os.umask(0o022)
-    try:
-        target = tmp_path / "out.bin"
-        atomic_write_bytes(target, b"data")
-    finally:
-        os.umask(old)
-    assert target.read_bytes() == b"data"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -1,7 +1,8 @@
-"""MNIST loading from local folders (no network), one_hot and the train/validation split."""
+"""Loading data sets from local folders (no network): MNIST, other specs and bare folders."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from pathlib import Path
@@ -9,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend_mlp.errors import ChecksumError, DataError, InputValidationError
-from backend_mlp.idx import encode_idx, write_idx
-from backend_mlp.mnist import (
-    MNIST_FILES,
+from backend_mlp.data import (
+    MNIST,
+    DatasetSpec,
+    ImageData,
     MnistData,
     default_cache_dir,
+    load_dataset,
     load_mnist,
     locate_mnist,
-    one_hot,
-    split_train_validation,
 )
+from backend_mlp.data.idx import encode_idx, write_idx
+from backend_mlp.errors import ChecksumError, DataError, DownloadError, InputValidationError
+
+MNIST_FILES = MNIST.file_names
 
 N_TRAIN, N_TEST = 50, 20
 
@@ -221,70 +225,117 @@ def test_explicit_checksums_verify_local_files(tmp_path: Path) -> None:
     assert gz_sum != hashlib.sha256(gzip.decompress((folder / "train-images-idx3-ubyte.gz").read_bytes())).hexdigest()
 
 
-# --------------------------------------------------------------------------- one_hot
+# --------------------------------------------------------------------------- other specs
 
 
-def test_one_hot_shape_and_values() -> None:
-    y = np.array([3, 0, 9, 3], dtype=np.int64)
-    out = one_hot(y)
-    assert out.shape == (10, 4) and out.dtype == np.float64
-    np.testing.assert_array_equal(out.argmax(axis=0), y)
-    np.testing.assert_array_equal(out.sum(axis=0), np.ones(4))
-    assert one_hot([1, 2], n_classes=3, dtype="float32").dtype == np.float32
-    np.testing.assert_array_equal(one_hot(np.array([2], np.uint8), 3), [[0.0], [0.0], [1.0]])
-    assert one_hot(np.array([], dtype=np.int64)).shape == (10, 0)
+def _spec(**overrides: object) -> DatasetSpec:
+    fields: dict = {
+        "name": "toy",
+        "title": "Toy",
+        "files": {
+            "train_images": "toy-train-images-idx3-ubyte",
+            "train_labels": "toy-train-labels-idx1-ubyte",
+            "test_images": "toy-test-images-idx3-ubyte",
+            "test_labels": "toy-test-labels-idx1-ubyte",
+        },
+        "class_names": ("circle", "square", "triangle"),
+    }
+    fields.update(overrides)
+    return DatasetSpec(**fields)
+
+
+def _write_toy(folder: Path, spec: DatasetSpec, n_classes: int = 3, size: tuple[int, int] = (5, 4)) -> dict:
+    rng = np.random.default_rng(5)
+    arrays = {
+        spec.files["train_images"]: rng.integers(0, 256, (30, *size), dtype=np.uint8),
+        spec.files["train_labels"]: (np.arange(30) % n_classes).astype(np.uint8),
+        spec.files["test_images"]: rng.integers(0, 256, (12, *size), dtype=np.uint8),
+        spec.files["test_labels"]: (np.arange(12) % n_classes).astype(np.uint8),
+    }
+    write_folder(folder, arrays)
+    return arrays
+
+
+def test_load_dataset_for_another_spec(tmp_path: Path) -> None:
+    spec = _spec()
+    arrays = _write_toy(tmp_path / "toy", spec)
+    data = load_dataset(spec, tmp_path / "toy", dtype="float32")
+    assert type(data) is ImageData and not isinstance(data, MnistData)
+    assert data.train_images.shape == (30, 20) and data.n_features == 20 and data.image_shape == (5, 4)
+    assert data.n_classes == 3 and data.class_names == ("circle", "square", "triangle")
+    np.testing.assert_array_equal(data.test_labels, arrays[spec.files["test_labels"]])
+    assert set(data.files) == set(spec.file_names)
+    assert "ImageData(" in repr(data) and "n_classes=3" in repr(data)
+
+
+def test_labels_beyond_the_specs_classes(tmp_path: Path) -> None:
+    spec = _spec()
+    _write_toy(tmp_path / "toy", spec, n_classes=4)
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, tmp_path / "toy")
+    msg = str(info.value)
+    assert "outside 0..2" in msg and "3 at index 3" in msg and "3 classes of Toy" in msg
+
+
+def test_bare_folder_counts_classes_from_the_labels(tmp_path: Path) -> None:
+    spec = _spec(class_names=())
+    assert spec.n_classes is None
+    _write_toy(tmp_path / "toy", spec, n_classes=7)
+    data = load_dataset(spec, tmp_path / "toy")
+    assert data.n_classes == 7 and data.class_names == tuple("0123456")
+
+
+def test_load_dataset_uses_the_env_var_and_names_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec()
+    _write_toy(tmp_path / "toy", spec)
+    monkeypatch.setenv("BACKEND_MLP_DATA", str(tmp_path / "toy"))
+    assert load_dataset(spec).test_images.shape == (12, 20)
+    # the MNIST files are not there: the message names MNIST's files and the variable
+    with pytest.raises(DataError, match="MNIST data folder .* environment variable BACKEND_MLP_DATA"):
+        load_mnist()
+
+
+def test_spec_without_mirrors_cannot_download(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="Toy has no download mirrors"):
+        load_dataset(_spec(), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_default_cache_dir_is_per_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("BACKEND_MLP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir(_spec()) == tmp_path / "backend_mlp" / "toy"
+    assert default_cache_dir(MNIST) == default_cache_dir() == tmp_path / "backend_mlp" / "mnist"
+
+
+def test_mnist_spec() -> None:
+    assert MNIST.name == "mnist" and MNIST.n_classes == 10 and MNIST.image_shape == (28, 28)
+    assert MNIST.file_names == (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+    )
+    assert set(MNIST.sha256) == set(MNIST.file_names) and all(len(d) == 64 for d in MNIST.sha256.values())
+    assert MNIST.magic("t10k-images-idx3-ubyte") == 2051 and MNIST.magic("train-labels-idx1-ubyte") == 2049
+    with pytest.raises(TypeError):
+        MNIST.sha256["train-images-idx3-ubyte"] = "0" * 64  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MNIST.name = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
-    ("labels", "kwargs", "words"),
+    ("overrides", "words"),
     [
-        (np.array([0, 10]), {}, "outside 0..9"),
-        (np.array([-1, 2]), {}, "-1 at index 0"),
-        (np.array([0, 3]), {"n_classes": 3}, "3 at index 1"),
-        (np.array([0.0, 1.0]), {}, "integer"),
-        (np.array([True, False]), {}, "integer"),
-        (np.array([[1, 2]]), {}, "1-D"),
-        (np.array([1, 2]), {"n_classes": 0}, "n_classes"),
-        (np.array([1, 2]), {"dtype": "int8"}, "dtype"),
+        ({"name": "my data"}, "name"),
+        ({"title": ""}, "title"),
+        ({"files": {"train_images": "a"}}, "train_labels"),
+        ({"files": dict.fromkeys(("train_images", "train_labels", "test_images", "test_labels"), "same")},
+         "four different"),
+        ({"sha256": {"unknown-file": "0" * 64}}, "sha256"),
+        ({"sha256": {"toy-test-labels-idx1-ubyte": "xyz"}}, "64-digit"),
+        ({"mirrors": ("",)}, "mirrors"),
+        ({"class_names": ("a", "a")}, "class_names"),
+        ({"image_shape": (28,)}, "image_shape"),
     ],
 )
-def test_one_hot_errors(labels: np.ndarray, kwargs: dict, words: str) -> None:
+def test_spec_validation(overrides: dict, words: str) -> None:
     with pytest.raises(InputValidationError, match=words):
-        one_hot(labels, **kwargs)
-
-
-# ----------------------------------------------------------------- split_train_validation
-
-
-def test_split_sizes_and_partition() -> None:
-    x = np.arange(100 * 3).reshape(100, 3)
-    y = np.arange(100)
-    xt, yt, xv, yv = split_train_validation(x, y, 0.2, seed=5)
-    assert xt.shape == (80, 3) and yt.shape == (80,) and xv.shape == (20, 3) and yv.shape == (20,)
-    assert sorted(np.concatenate([yt, yv]).tolist()) == list(range(100))
-    np.testing.assert_array_equal(xt[:, 0] // 3, yt)  # rows stay paired with their labels
-    perm = np.random.default_rng(5).permutation(100)
-    np.testing.assert_array_equal(yt, perm[:80])
-    np.testing.assert_array_equal(yv, perm[80:])
-
-
-def test_split_is_seeded() -> None:
-    x, y = np.zeros((50, 2)), np.arange(50)
-    a = split_train_validation(x, y, 0.3, seed=1)[1]
-    b = split_train_validation(x, y, 0.3, seed=1)[1]
-    c = split_train_validation(x, y, 0.3, seed=2)[1]
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-
-
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan"), True, "0.2"])
-def test_split_rejects_bad_fraction(fraction: object) -> None:
-    with pytest.raises(InputValidationError, match="validation_fraction"):
-        split_train_validation(np.zeros((10, 2)), np.zeros(10), fraction)  # type: ignore[arg-type]
-
-
-def test_split_rejects_empty_part_and_mismatch() -> None:
-    with pytest.raises(InputValidationError, match="at least one"):
-        split_train_validation(np.zeros((10, 2)), np.zeros(10), 0.01)
-    with pytest.raises(InputValidationError, match="same number of samples"):
-        split_train_validation(np.zeros((10, 2)), np.zeros(9), 0.2)
+        _spec(**overrides)

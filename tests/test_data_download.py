@@ -1,4 +1,4 @@
-"""Downloading MNIST, against a local HTTP server on 127.0.0.1 serving small IDX files."""
+"""Downloading data sets (MNIST and another spec), against a local HTTP server on 127.0.0.1 serving small IDX files."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend_mlp.data import MNIST, DatasetSpec, load_dataset, load_mnist, locate_mnist
+from backend_mlp.data.idx import encode_idx
 from backend_mlp.errors import ChecksumError, DataError, DownloadError
-from backend_mlp.idx import encode_idx
-from backend_mlp.mnist import MNIST_FILES, load_mnist, locate_mnist
+
+MNIST_FILES = MNIST.file_names
 
 N_TRAIN, N_TEST = 50, 20
 TIMEOUT = 5
@@ -252,3 +254,40 @@ def test_explicit_folder_is_never_downloaded_into(server: Server, tmp_path: Path
     with pytest.raises(DataError, match="missing 4 of 4 files"):
         load_mnist(folder, mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT)
     assert server.hits == [] and list(folder.iterdir()) == []
+
+
+# the MNIST test files under other names, as another data set would have them
+TOY = {mnist_name: f"toy-{role}" for role, mnist_name in MNIST.files.items()}
+
+
+def toy(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {TOY[name]: body for name, body in files.items()}
+
+
+def test_another_spec_downloads_into_its_own_cache(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same routine serves every DatasetSpec: its file names, checksums, mirrors and cache folder."""
+    monkeypatch.delenv("BACKEND_MLP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    url = server.mirror("toy", toy(GZ))
+    files = {role: TOY[name] for role, name in MNIST.files.items()}
+    spec = DatasetSpec(
+        name="toy", title="Toy", files=files, sha256=toy(CHECKSUMS), mirrors=(url,), class_names=tuple("abcdefghij")
+    )
+    data = load_dataset(spec, timeout=TIMEOUT)
+    check_arrays(data)
+    assert data.class_names == tuple("abcdefghij")
+    cache = tmp_path / "xdg" / "backend_mlp" / "toy"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in TOY.values())
+    assert len(server.hits) == 4
+    load_dataset(spec, download=False)
+    assert len(server.hits) == 4
+
+
+def test_another_spec_checksum_error_names_it(server: Server, tmp_path: Path) -> None:
+    url = server.mirror("bad", toy(WRONG_GZ))
+    files = {role: TOY[name] for role, name in MNIST.files.items()}
+    spec = DatasetSpec(name="toy", title="Toy", files=files, sha256=toy(CHECKSUMS), mirrors=(url,))
+    with pytest.raises(ChecksumError, match="valid copy of Toy file toy-train_images.*SHA-256 mismatch"):
+        load_dataset(spec, cache_dir=tmp_path / "c", timeout=TIMEOUT)

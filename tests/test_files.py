@@ -1,15 +1,18 @@
-"""The one JSON writer: strict JSON (no NaN/Infinity), NumPy scalars, atomic replacement."""
+"""backend_mlp.files: the atomic writer (mode, cleanup on failure) and the strict JSON writer."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backend_mlp.jsonio import json_ready, write_json
+from backend_mlp.errors import DataError
+from backend_mlp.files import atomic_write_bytes, json_ready, write_json
 
 
 def test_non_finite_floats_become_null_at_any_depth():
@@ -42,3 +45,36 @@ def test_an_unserialisable_value_leaves_the_existing_file_untouched(tmp_path):
         write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left behind
+
+
+def test_atomic_write_gives_a_plain_files_mode(tmp_path) -> None:
+    """Files the library writes (data, metrics, models, figures) are as readable as open() would make them."""
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.bin"
+        atomic_write_bytes(target, b"data")
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"data"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_atomic_write_failure_leaves_target_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model.npz"
+    atomic_write_bytes(target, b"old")
+
+    def boom(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_atomic_write_into_missing_folder_is_a_data_error(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-folder" / "x.json"
+    with pytest.raises(DataError, match="no-such-folder") as info:
+        atomic_write_bytes(target, b"{}")
+    assert isinstance(info.value, OSError)

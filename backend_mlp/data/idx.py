@@ -1,12 +1,15 @@
-"""Reading and writing IDX files, the format MNIST is distributed in.
+"""IDX files, the format MNIST (and Fashion-MNIST, KMNIST) is distributed in: read, parse, encode, write.
 
 An IDX file is a 4-byte magic number ``0x00 0x00 <dtype code> <ndim>``, then
 ``ndim`` big-endian ``uint32`` dimensions, then the data in C order, big-endian.
 MNIST label files have magic 2049 (``0x00000801``: uint8, 1-D) and image files
 2051 (``0x00000803``: uint8, 3-D).  Files may be gzip-compressed (``.gz``).
 
-Every problem with a file raises :class:`backend_mlp.errors.DataError` whose
-message names the file, what was wrong and what was expected.
+Arrays come back as host NumPy arrays with the file's dimensions, in native byte
+order (MNIST images ``(n, rows, cols)`` uint8, labels ``(n,)`` uint8).  Writing
+goes through :func:`backend_mlp.files.atomic_write_bytes`.  Every problem with a
+file raises :class:`backend_mlp.errors.DataError` whose message names the file,
+what was wrong and what was expected.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, InputValidationError
-from .files import atomic_write_bytes
+from ..errors import DataError, InputValidationError
+from ..files import atomic_write_bytes
 
 __all__ = [
     "IDX_DTYPES",
@@ -31,7 +34,6 @@ __all__ = [
     "parse_idx",
     "encode_idx",
     "write_idx",
-    "atomic_write_bytes",
 ]
 
 #: IDX data-type code -> NumPy dtype (big-endian, as stored in the file).

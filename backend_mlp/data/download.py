@@ -1,0 +1,301 @@
+"""Find a data set's four files, downloading, verifying and caching them when needed.
+
+One routine for every :class:`~backend_mlp.data.sources.DatasetSpec`.  Where the
+files are looked for, in order:
+
+1. the ``data_dir`` argument (the CLI's ``--data-dir``),
+2. the environment variable ``BACKEND_MLP_DATA``,
+3. the cache folder :func:`default_cache_dir` (``$BACKEND_MLP_CACHE``, else
+   ``~/.cache/backend_mlp/<spec.name>``), downloading missing files into it.
+
+An explicit folder (1 or 2) is never written to; each file may be there gzipped
+(``NAME.gz``) or raw (``NAME``, or the ``train-images.idx3-ubyte`` spelling).
+Downloads are checked against the SHA-256 of the uncompressed content (or, for a
+file without a known digest, for a valid IDX structure) and written atomically,
+stored gzipped as ``NAME.gz`` in the cache.  Problems raise
+:class:`~backend_mlp.errors.DataError` (missing files),
+:class:`~backend_mlp.errors.DownloadError` (no mirror reachable) or
+:class:`~backend_mlp.errors.ChecksumError` (no mirror served data that verifies).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..errors import ChecksumError, DataError, DownloadError, InputValidationError
+from ..files import atomic_write_bytes
+from .idx import parse_idx
+from .sources import MNIST, DatasetSpec
+
+__all__ = [
+    "DATA_ENV",
+    "CACHE_ENV",
+    "ProgressCallback",
+    "default_cache_dir",
+    "locate_dataset",
+    "locate_mnist",
+    "verify_sha256",
+]
+
+#: Environment variable naming a folder that holds the data files.
+DATA_ENV = "BACKEND_MLP_DATA"
+#: Environment variable overriding the download cache folder.
+CACHE_ENV = "BACKEND_MLP_CACHE"
+
+#: ``progress(file_name, bytes_received, total_bytes_or_None)``, called while downloading.
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+def _provide_hint(spec: DatasetSpec) -> str:
+    return (
+        f"To use {spec.title} files you already have, pass --data-dir FOLDER (data_dir=FOLDER in Python) "
+        f"or set the environment variable {DATA_ENV}=FOLDER, where FOLDER holds the four {spec.title} files "
+        "(gzipped NAME.gz or raw NAME)."
+    )
+
+
+def default_cache_dir(spec: DatasetSpec = MNIST) -> Path:
+    """The download cache of ``spec``: ``$BACKEND_MLP_CACHE``, else
+    ``$XDG_CACHE_HOME/backend_mlp/<spec.name>``, else ``~/.cache/backend_mlp/<spec.name>``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "backend_mlp" / spec.name
+
+
+def _spellings(name: str) -> list[str]:
+    """Accepted file names for ``name``: raw first (fastest to read), then gzipped."""
+    dotted = name.replace("-idx", ".idx")
+    out = [name, dotted, name + ".gz", dotted + ".gz"]
+    return list(dict.fromkeys(out))
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in _spellings(name):
+        p = folder / candidate
+        if p.is_file():
+            return p
+    return None
+
+
+def _explicit_folder(data_dir: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), "data_dir argument / --data-dir"
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser(), f"environment variable {DATA_ENV}"
+    return None
+
+
+def locate_dataset(
+    spec: DatasetSpec,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Path]:
+    """Paths of the four files of ``spec``, keyed by file name (``spec.file_names``).
+
+    Looks in ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache folder
+    (``cache_dir`` or :func:`default_cache_dir`).  Only the cache is ever written
+    to: with ``download=True`` missing files are fetched from ``mirrors`` (default
+    ``spec.mirrors``) and verified against ``checksums`` (default ``spec.sha256``;
+    a name absent from the mapping is only checked for a valid IDX structure).
+    Raises :class:`DataError` (missing files), :class:`DownloadError` (no mirror
+    reachable) or :class:`ChecksumError`.
+    """
+    if not isinstance(spec, DatasetSpec):
+        raise InputValidationError(
+            f"spec: received {type(spec).__name__}; expected a DatasetSpec such as backend_mlp.data.MNIST"
+        )
+    explicit = _explicit_folder(data_dir)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(spec)
+    if explicit is not None:
+        folder, source = explicit
+        return _locate_explicit(spec, folder, source, cache)
+
+    found = {name: _find(cache, name) for name in spec.file_names}
+    missing = [name for name, p in found.items() if p is None]
+    if missing and not download:
+        raise DataError(
+            f"{spec.title} files missing from the cache folder {cache}: {', '.join(missing)}; "
+            f"download=False, so nothing was downloaded. Allow the download, or: {_provide_hint(spec)}"
+        )
+    if missing:
+        mirror_list = _check_mirrors(spec, mirrors)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InputValidationError(f"timeout: received {timeout!r}; expected a positive number of seconds")
+        sums = spec.sha256 if checksums is None else checksums
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(
+                f"cannot create the {spec.title} cache folder {cache}: {exc.strerror or exc}. "
+                f"Set {CACHE_ENV} to a writable folder, or: {_provide_hint(spec)}"
+            ) from None
+        for name in missing:
+            found[name] = _download(spec, name, cache, mirror_list, sums.get(name), timeout, progress)
+    return {name: p for name, p in found.items() if p is not None}
+
+
+def locate_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Path]:
+    """:func:`locate_dataset` for :data:`~backend_mlp.data.sources.MNIST`."""
+    return locate_dataset(
+        MNIST, data_dir, download=download, cache_dir=cache_dir, mirrors=mirrors, checksums=checksums,
+        timeout=timeout, progress=progress,
+    )
+
+
+def _locate_explicit(spec: DatasetSpec, folder: Path, source: str, cache: Path) -> dict[str, Path]:
+    how = (
+        f"Put the files there (each as NAME.gz, NAME, or NAME with '.idx' for '-idx'), point "
+        f"--data-dir / {DATA_ENV} at a folder that has them, or leave both unset to download "
+        f"them automatically into the cache folder {cache}."
+    )
+    what = f"{spec.title} data folder {folder} (from the {source})"
+    if not folder.exists():
+        raise DataError(f"{what} does not exist. {how}")
+    if not folder.is_dir():
+        raise DataError(f"{what} is not a folder. {how}")
+    found = {name: _find(folder, name) for name in spec.file_names}
+    missing = [name for name, p in found.items() if p is None]
+    if missing:
+        raise DataError(
+            f"{what} is missing {len(missing)} of {len(found)} files: {', '.join(missing)}. {how}"
+        )
+    return {name: p for name, p in found.items() if p is not None}
+
+
+def _check_mirrors(spec: DatasetSpec, mirrors: Sequence[str] | None) -> tuple[str, ...]:
+    if mirrors is None:
+        if not spec.mirrors:
+            raise DownloadError(
+                f"{spec.title} has no download mirrors, so missing files cannot be downloaded. "
+                f"{_provide_hint(spec)}"
+            )
+        return spec.mirrors
+    if isinstance(mirrors, str):
+        mirrors = (mirrors,)
+    out = tuple(mirrors)
+    if not out or not all(isinstance(m, str) and m for m in out):
+        raise InputValidationError(
+            f"mirrors: received {mirrors!r}; expected a non-empty sequence of base URLs "
+            "such as 'https://example.org/mnist/'"
+        )
+    return out
+
+
+def _fetch(url: str, name: str, timeout: float, progress: ProgressCallback | None) -> bytes:
+    # A fresh opener per call so proxy settings are read from the environment now.
+    opener = urllib.request.build_opener()
+    request = urllib.request.Request(url, headers={"User-Agent": "backend_mlp"})
+    with opener.open(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            chunk = response.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+            if progress is not None:
+                progress(name, received, total)
+    return b"".join(chunks)
+
+
+def _download(
+    spec: DatasetSpec,
+    name: str,
+    folder: Path,
+    mirrors: tuple[str, ...],
+    expected_sha256: str | None,
+    timeout: float,
+    progress: ProgressCallback | None,
+) -> Path:
+    """Fetch ``name`` from the first mirror that serves good data; store it as ``folder/NAME.gz``."""
+    attempts: list[str] = []
+    bad_data = False
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name + ".gz"
+        try:
+            payload = _fetch(url, name, timeout, progress)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            attempts.append(f"{url} (HTTP {exc.code} {exc.reason})")
+            continue
+        except urllib.error.URLError as exc:
+            attempts.append(f"{url} ({exc.reason})")
+            continue
+        except (http.client.HTTPException, OSError, ValueError) as exc:
+            attempts.append(f"{url} ({type(exc).__name__}: {exc})")
+            continue
+
+        is_gzip = payload.startswith(b"\x1f\x8b")
+        try:
+            content = gzip.decompress(payload) if is_gzip else payload
+        except (EOFError, OSError, ValueError) as exc:  # gzip.BadGzipFile, zlib.error
+            bad_data = True
+            attempts.append(f"{url} (damaged gzip data: {exc})")
+            continue
+        digest = hashlib.sha256(content).hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256.lower():
+            bad_data = True
+            attempts.append(f"{url} (SHA-256 mismatch: got {digest}, expected {expected_sha256})")
+            continue
+        if expected_sha256 is None:
+            try:
+                parse_idx(content, source=url, expected_magic=spec.magic(name))
+            except DataError as exc:
+                bad_data = True
+                attempts.append(f"{url} (not a valid IDX file: {exc})")
+                continue
+        target = folder / (name + ".gz")
+        atomic_write_bytes(target, payload if is_gzip else gzip.compress(content, mtime=0))
+        return target
+
+    tried = "; ".join(attempts)
+    if bad_data:
+        raise ChecksumError(
+            f"could not get a valid copy of {spec.title} file {name}: every mirror either failed or "
+            f"served data that did not verify (expected SHA-256 {expected_sha256} of the "
+            f"uncompressed file). Mirrors tried: {tried}. Last error: {attempts[-1]}. "
+            f"Nothing was written to {folder}. {_provide_hint(spec)}"
+        )
+    raise DownloadError(
+        f"could not download {spec.title} file {name} from any of {len(mirrors)} mirrors (no network "
+        f"access, or the mirrors are down). Mirrors tried: {tried}. Last error: {attempts[-1]}. "
+        f"{_provide_hint(spec)}"
+    )
+
+
+def verify_sha256(content: bytes, expected: str, *, source: str | os.PathLike[str], title: str = "data") -> None:
+    """Raise :class:`ChecksumError` unless ``content`` (uncompressed) has SHA-256 ``expected``."""
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != expected.lower():
+        raise ChecksumError(
+            f"{title} file {source} has SHA-256 {digest} (of the uncompressed content); "
+            f"expected {expected}. The file is damaged or not the expected data: replace it."
+        )

@@ -1,0 +1,203 @@
+"""Loading a data set's four IDX files into host arrays, one sample per ROW.
+
+:func:`load_dataset` loads any :class:`~backend_mlp.data.sources.DatasetSpec`;
+:func:`load_mnist` is ``load_dataset(MNIST, ...)``.  Where the files are read
+from (see :mod:`backend_mlp.data.download`): the ``data_dir`` argument, else the
+folder named by the environment variable ``BACKEND_MLP_DATA``, else the per-user
+cache (``~/.cache/backend_mlp/<name>`` or ``$BACKEND_MLP_CACHE``), downloading
+and verifying missing files into it.
+
+Images come back as ``(m, rows*cols)`` floats in [0, 1] (``rows*cols`` read from
+the files: 784 for MNIST), labels as ``(m,)`` int64 class indices.  The number
+of classes is the spec's (``len(spec.class_names)``) or, for a spec without
+class names, the largest label + 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import resolve_dtype_name
+from ..errors import DataError
+from .download import ProgressCallback, locate_dataset, verify_sha256
+from .idx import parse_idx, read_idx_bytes
+from .sources import MNIST, DatasetSpec
+
+__all__ = ["ImageData", "MnistData", "load_dataset", "load_mnist"]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageData:
+    """A data set as host NumPy arrays, one sample per row.
+
+    ``train_images``: ``(m_train, rows*cols)`` floats in [0, 1];
+    ``train_labels``: ``(m_train,)`` int64 in ``0..n_classes-1``; likewise
+    ``test_images`` and ``test_labels``.  ``image_shape`` is ``(rows, cols)`` as
+    read from the files, ``files`` the paths the data was read from, and
+    ``class_names`` one name per class (``n_classes`` of them).
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    image_shape: tuple[int, int]
+    files: Mapping[str, Path] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: ``len(class_names)``, else the largest label + 1."""
+        if self.class_names:
+            return len(self.class_names)
+        return int(max(self.train_labels.max(initial=-1), self.test_labels.max(initial=-1))) + 1
+
+    @property
+    def n_features(self) -> int:
+        """Pixels per image, ``rows * cols``."""
+        return int(self.train_images.shape[1])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(train={self.train_images.shape}, test={self.test_images.shape}, "
+            f"dtype={self.train_images.dtype}, image_shape={self.image_shape}, n_classes={self.n_classes})"
+        )
+
+
+class MnistData(ImageData):
+    """MNIST as loaded by :func:`load_mnist` (an :class:`ImageData`; ``image_shape`` ``(28, 28)``)."""
+
+
+def load_dataset(
+    spec: DatasetSpec,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    dtype: str = "float64",
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    progress: ProgressCallback | None = None,
+) -> ImageData:
+    """Load ``spec`` as an :class:`ImageData` of host arrays (images scaled to [0, 1]).
+
+    Files are found as in :func:`~backend_mlp.data.download.locate_dataset`:
+    ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache (downloading into
+    it).  Downloads are always verified; files already on disk are verified
+    against ``checksums`` (file name -> SHA-256 of the uncompressed content) only
+    when it is given explicitly.  Raises :class:`DataError` when a file is damaged
+    or the files disagree (image count != label count, image sizes differ, labels
+    outside the spec's classes).
+    """
+    return _load(spec, ImageData, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    dtype: str = "float64",
+    download: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    progress: ProgressCallback | None = None,
+) -> MnistData:
+    """Load MNIST as an :class:`MnistData`: :func:`load_dataset` with :data:`~backend_mlp.data.sources.MNIST`.
+
+    Images ``(60000, 784)`` and ``(10000, 784)`` floats in [0, 1], labels int64 in 0..9.
+    """
+    data = _load(MNIST, MnistData, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
+    assert isinstance(data, MnistData)
+    return data
+
+
+def _load(
+    spec: DatasetSpec,
+    cls: type[ImageData],
+    data_dir: str | os.PathLike[str] | None,
+    dtype: str,
+    download: bool,
+    cache_dir: str | os.PathLike[str] | None,
+    mirrors: Sequence[str] | None,
+    checksums: Mapping[str, str] | None,
+    timeout: float,
+    progress: ProgressCallback | None,
+) -> ImageData:
+    dtype_name = resolve_dtype_name(dtype)
+    paths = locate_dataset(
+        spec,
+        data_dir,
+        download=download,
+        cache_dir=cache_dir,
+        mirrors=mirrors,
+        checksums=checksums,
+        timeout=timeout,
+        progress=progress,
+    )
+    arrays: dict[str, np.ndarray] = {}
+    for name in spec.file_names:
+        path = paths[name]
+        content = read_idx_bytes(path)
+        expected = None if checksums is None else checksums.get(name)
+        if expected is not None:
+            verify_sha256(content, expected, source=path, title=spec.title)
+        arrays[name] = parse_idx(content, source=str(path), expected_magic=spec.magic(name))
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray, Path]] = {}
+    image_shape: tuple[int, int] | None = None
+    for split in ("train", "test"):
+        images_name, labels_name = spec.files[f"{split}_images"], spec.files[f"{split}_labels"]
+        images, labels = arrays[images_name], arrays[labels_name]
+        n_images, rows, cols = images.shape
+        if n_images == 0 or rows == 0 or cols == 0:
+            raise DataError(
+                f"{split} images {paths[images_name]} have shape {images.shape}; expected at least "
+                "one non-empty image"
+            )
+        if n_images != labels.shape[0]:
+            raise DataError(
+                f"{split} split: {paths[images_name]} has {n_images} images but "
+                f"{paths[labels_name]} has {labels.shape[0]} labels; expected equal counts"
+            )
+        if image_shape is None:
+            image_shape = (rows, cols)
+        elif (rows, cols) != image_shape:
+            raise DataError(
+                f"{split} images {paths[images_name]} are {rows}x{cols} but the train images are "
+                f"{image_shape[0]}x{image_shape[1]}; expected the same image size in both splits"
+            )
+        flat = images.reshape(n_images, rows * cols).astype(dtype_name)
+        flat /= 255
+        splits[split] = (flat, labels.astype(np.int64), paths[labels_name])
+
+    class_names = spec.class_names
+    if not class_names:  # a bare folder: the labels say how many classes there are
+        n = 1 + max(int(labels.max()) for _, labels, _ in splits.values())
+        class_names = tuple(str(k) for k in range(n))
+    n_classes = len(class_names)
+    for split, (_, labels, path) in splits.items():
+        bad = np.flatnonzero(labels >= n_classes)
+        if bad.size:
+            raise DataError(
+                f"{split} labels {path}: {bad.size} labels outside 0..{n_classes - 1}, first value "
+                f"{int(labels[bad[0]])} at index {int(bad[0])}; expected class indices 0..{n_classes - 1} "
+                f"for the {n_classes} classes of {spec.title}"
+            )
+
+    assert image_shape is not None
+    return cls(
+        train_images=splits["train"][0],
+        train_labels=splits["train"][1],
+        test_images=splits["test"][0],
+        test_labels=splits["test"][1],
+        image_shape=image_shape,
+        files=dict(paths),
+        class_names=class_names,
+    )
