@@ -104,7 +104,7 @@ class FunctionalSide(BackendMLPSide):
 
     Per step: gather the batch, ``L_model_forward`` (training mode, running
     statistics updated in ``bn_state``), ``L_model_backward``,
-    ``update_parameters``; every public check included.
+    ``update_parameters``, with the checks those public functions make.
     """
 
     label = FUNCTIONAL
