@@ -1,10 +1,20 @@
 """backend_mlp: a small, exact multilayer perceptron written once against the Python array API.
 
 The same code runs on NumPy (CPU), CuPy (GPU), PyTorch or array-api-strict;
-the backend is chosen by the arrays you pass (see :mod:`backend_mlp.backends`).
-The report's functional API is kept by name: ``initialize_parameters``,
-``L_model_forward``, ``compute_cost``, ``L_model_backward``,
-``update_parameters``, ``predict`` and their building blocks.
+the backend is chosen where data and parameters are created (``device=``) and
+numeric functions follow their input arrays (see :mod:`backend_mlp.backends`).
+
+``import backend_mlp as bm`` gives:
+
+* the report's functional API, by name: ``initialize_parameters``,
+  ``L_model_forward``, ``compute_cost``, ``L_model_backward``,
+  ``update_parameters``, ``predict``, ``accuracy``, ``L_layer_model`` and
+  their building blocks (``linear_forward``/``linear_backward``, ...);
+* data: ``load_mnist``, ``one_hot``, ``split_train_validation``, ``Dataset``;
+* training: ``TrainingConfig``, ``train``, ``train_step`` (pure), optimizers;
+* ``MLPClassifier`` (scikit-learn style), checkpoints and models;
+* backends: ``resolve_backend``, ``to_numpy``, ``to_backend``, ...;
+* every error type (all derive from :class:`BackendMLPError`).
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from .backends import (
     tree_to_backend,
     tree_to_numpy,
 )
-from .batchnorm import apply_batchnorm, batchnorm_backward
-from .config import BatchNormConfig
+from .batchnorm import BatchNormConfig, apply_batchnorm, batchnorm_backward
+from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from .data import Dataset, load_mnist, one_hot, split_train_validation
 from .errors import (
     BackendMismatchError,
     BackendMLPError,
@@ -30,9 +41,11 @@ from .errors import (
     DataError,
     DownloadError,
     InputValidationError,
+    NotFittedError,
     TrainingDivergedError,
+    TrainingInterrupted,
 )
-from .estimator import MLPClassifier, NotFittedError
+from .estimator import MLPClassifier
 from .initialization import initialize_batchnorm_state, initialize_parameters
 from .layers import (
     linear_activation_backward,
@@ -53,10 +66,23 @@ from .network import (
     predict_proba,
     update_parameters,
 )
+from .optimizers import SGD, Optimizer, get_optimizer
+from .training import (
+    L_layer_model,
+    TrainingConfig,
+    TrainingResult,
+    TrainingState,
+    evaluate_accuracy,
+    evaluate_cost,
+    new_training_state,
+    train,
+    train_step,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "SGD",
     "Backend",
     "BackendMLPError",
     "BackendMismatchError",
@@ -65,34 +91,54 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "DataError",
+    "Dataset",
     "DownloadError",
     "InputValidationError",
+    "L_layer_model",
     "L_model_backward",
     "L_model_forward",
     "MLPClassifier",
     "NotFittedError",
+    "Optimizer",
+    "TrainingConfig",
     "TrainingDivergedError",
+    "TrainingInterrupted",
+    "TrainingResult",
+    "TrainingState",
     "accuracy",
     "apply_batchnorm",
     "backend_of",
     "batchnorm_backward",
     "compute_cost",
+    "evaluate_accuracy",
+    "evaluate_cost",
+    "get_optimizer",
     "initialize_batchnorm_state",
     "initialize_parameters",
     "linear_activation_backward",
     "linear_activation_forward",
     "linear_backward",
     "linear_forward",
+    "load_checkpoint",
+    "load_mnist",
+    "load_model",
     "namespace_of",
+    "new_training_state",
+    "one_hot",
     "predict",
     "predict_proba",
     "relu",
     "relu_backward",
     "resolve_backend",
+    "save_checkpoint",
+    "save_model",
     "softmax",
     "softmax_backward",
+    "split_train_validation",
     "to_backend",
     "to_numpy",
+    "train",
+    "train_step",
     "tree_to_backend",
     "tree_to_numpy",
     "update_parameters",

@@ -6,6 +6,7 @@ Each feature (row) of ``A`` (n, m) is normalised over the batch (columns):
 ``gamma=None`` the scale/shift is skipped (the report's plain normalisation).
 In inference the running mean/variance replace the batch statistics.
 Running variance uses the unbiased batch variance (as PyTorch does).
+:class:`BatchNormConfig` holds the one set of defaults (``eps``, ``momentum``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,55 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends import namespace_of
+from .errors import InputValidationError
+from .ops import PURE, Ops
 
 Array = Any
-DEFAULT_EPS = 1e-5
-DEFAULT_MOMENTUM = 0.1
+
+BATCHNORM_POSITIONS = ("after", "before")
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    """How batch normalisation is applied to every hidden layer.
+
+    ``position``: ``"after"`` the ReLU (the report's placement) or ``"before"`` it.
+    ``affine``: learnable scale ``gamma`` and shift ``beta`` (``False`` gives the
+    report's plain normalisation).  ``backprop_statistics``: differentiate
+    through the batch mean/variance (``False`` reproduces a common mistake and
+    exists for ablations only).  ``momentum``/``eps`` as in PyTorch.
+    """
+
+    position: str = "after"
+    affine: bool = True
+    momentum: float = 0.1
+    eps: float = 1e-5
+    backprop_statistics: bool = True
+
+    def __post_init__(self) -> None:
+        if self.position not in BATCHNORM_POSITIONS:
+            raise InputValidationError(
+                f"batchnorm position: received {self.position!r}; expected 'after' or 'before'"
+            )
+        if not 0.0 <= self.momentum <= 1.0:
+            raise InputValidationError(
+                f"batchnorm momentum: received {self.momentum!r}; expected a number in [0, 1]"
+            )
+        if not self.eps > 0:
+            raise InputValidationError(f"batchnorm eps: received {self.eps!r}; expected a positive number")
+
+
+def as_batchnorm_config(use_batchnorm: bool | BatchNormConfig | None) -> BatchNormConfig | None:
+    """``False``/``None`` -> ``None``; ``True`` -> defaults; a config is returned as is."""
+    if isinstance(use_batchnorm, BatchNormConfig):
+        return use_batchnorm
+    if use_batchnorm is None or use_batchnorm is False:
+        return None
+    if use_batchnorm is True:
+        return BatchNormConfig()
+    raise InputValidationError(
+        f"use_batchnorm: received {use_batchnorm!r}; expected True, False or a BatchNormConfig"
+    )
 
 
 @dataclass(frozen=True)
@@ -32,12 +78,91 @@ class BatchNormCache:
     batch_statistics: bool
 
 
+# ----------------------------------------------------------------------------- kernels
+
+
+def _batchnorm_forward(
+    xp: Any,
+    ops: Ops,
+    A: Array,
+    gamma: Array | None,
+    beta: Array | None,
+    eps: float,
+    running_mean: Array | None,
+    running_var: Array | None,
+    training: bool,
+) -> tuple[Array, BatchNormCache]:
+    # sum / m gives the same bits as xp.mean and skips its Python-level overhead (a hot path)
+    if training:
+        m = A.shape[1]
+        mean = xp.sum(A, axis=1, keepdims=True) / m
+        centred = A - mean
+        var = xp.sum(centred * centred, axis=1, keepdims=True) / m
+    else:
+        if running_mean is None or running_var is None:
+            raise InputValidationError(
+                "bn_state: received no running_mean/running_var; expected running statistics for "
+                "inference-mode batch norm (initialize_batchnorm_state, updated during training)"
+            )
+        mean, var = running_mean, running_var
+        centred = A - mean
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat = ops.mul(centred, inv_std)
+    out = xhat if gamma is None else ops.add(gamma * xhat, beta)
+    return out, BatchNormCache(xhat, inv_std, gamma, mean, var, training)
+
+
+def _batchnorm_backward(
+    xp: Any, ops: Ops, dout: Array, cache: BatchNormCache
+) -> tuple[Array, Array | None, Array | None]:
+    """Given ``dout`` = dcost/dout (n, m): ``(dA, dgamma, dbeta)`` (``None`` without scale/shift).
+
+    ``dbeta = sum(dout)``, ``dgamma = sum(dout * xhat)`` over the batch, and
+    through the batch statistics ``dA = gamma * inv_std * (dout - dbeta/m - xhat * dgamma/m)``.
+    """
+    if cache.gamma is None and not cache.batch_statistics:
+        return dout * cache.inv_std, None, None
+    m = dout.shape[1]
+    xhat = cache.xhat
+    sum_dout = xp.sum(dout, axis=1, keepdims=True)
+    sum_dout_xhat = xp.sum(dout * xhat, axis=1, keepdims=True)
+    if cache.gamma is None:
+        dgamma = dbeta = None
+        scale = cache.inv_std
+    else:
+        dgamma, dbeta = sum_dout_xhat, sum_dout
+        scale = cache.gamma * cache.inv_std
+    if not cache.batch_statistics:
+        return dout * scale, dgamma, dbeta
+    # dxhat = gamma * dout, so the means through the statistics are gamma * dbeta / m and gamma * dgamma / m
+    dA = dout - sum_dout / m
+    dA = ops.sub(dA, xhat * (sum_dout_xhat / m))
+    return ops.mul(dA, scale), dgamma, dbeta
+
+
+def updated_running_statistics(
+    running_mean: Array, running_var: Array, cache: BatchNormCache, momentum: float = BatchNormConfig.momentum
+) -> tuple[Array, Array]:
+    """Exponential moving averages after one training batch: ``r <- (1-momentum) r + momentum x``.
+
+    The batch variance is made unbiased (``* m / (m-1)``) when ``m > 1``.  Returns new arrays.
+    """
+    m = cache.xhat.shape[1]
+    unbiased = cache.var * (m / (m - 1)) if m > 1 else cache.var
+    new_mean = (1.0 - momentum) * running_mean + momentum * cache.mean
+    new_var = (1.0 - momentum) * running_var + momentum * unbiased
+    return new_mean, new_var
+
+
+# ----------------------------------------------------------------------------- public functions
+
+
 def apply_batchnorm(
     A: Array,
     gamma: Array | None = None,
     beta: Array | None = None,
     *,
-    eps: float = DEFAULT_EPS,
+    eps: float = BatchNormConfig.eps,
     running_mean: Array | None = None,
     running_var: Array | None = None,
     training: bool = True,
@@ -49,89 +174,18 @@ def apply_batchnorm(
     Stays finite for a constant feature and for a batch of one (``xhat = 0``).
     """
     xp = namespace_of(A, gamma, beta, running_mean, running_var)
-    return _batchnorm_forward(xp, A, gamma, beta, eps, running_mean, running_var, training)
-
-
-def _batchnorm_forward(
-    xp: Any,
-    A: Array,
-    gamma: Array | None,
-    beta: Array | None,
-    eps: float,
-    running_mean: Array | None,
-    running_var: Array | None,
-    training: bool,
-) -> tuple[Array, BatchNormCache]:
-    # sum / m gives the same bits as xp.mean and skips its Python-level overhead (a hot path);
-    # the in-place operations act on fresh temporaries only
-    if training:
-        m = A.shape[1]
-        mean = xp.sum(A, axis=1, keepdims=True) / m
-        centred = A - mean
-        var = xp.sum(centred * centred, axis=1, keepdims=True) / m
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("inference-mode batch norm needs running_mean and running_var")
-        mean, var = running_mean, running_var
-        centred = A - mean
-    inv_std = 1.0 / xp.sqrt(var + eps)
-    xhat = centred
-    xhat *= inv_std
-    if gamma is None:
-        out = xhat
-    else:
-        out = gamma * xhat
-        out += beta
-    return out, BatchNormCache(xhat, inv_std, gamma, mean, var, training)
+    return _batchnorm_forward(xp, PURE, A, gamma, beta, eps, running_mean, running_var, training)
 
 
 def batchnorm_backward(dout: Array, cache: BatchNormCache) -> tuple[Array, Array | None, Array | None]:
     """Exact backward of :func:`apply_batchnorm`; returns ``(dA, dgamma, dbeta)``.
 
-    ``dout`` is per-sample (see :mod:`backend_mlp.layers`); ``dgamma``/``dbeta``
-    are gradients of the batch-mean cost (``None`` without scale/shift).  In
-    training mode the gradient flows through the batch mean and variance:
-    ``dA = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))``.
+    ``dout`` and ``dA`` are per-sample (see :mod:`backend_mlp.layers`);
+    ``dgamma``/``dbeta`` are gradients of the batch-mean cost (``None``
+    without scale/shift).  In training mode the gradient flows through the
+    batch mean and variance.
     """
     xp = namespace_of(dout, cache.xhat)
-    return _batchnorm_backward(xp, dout, cache)
-
-
-def _batchnorm_backward(
-    xp: Any, dout: Array, cache: BatchNormCache
-) -> tuple[Array, Array | None, Array | None]:
-    if cache.gamma is None and not cache.batch_statistics:
-        return dout * cache.inv_std, None, None
+    dA, dgamma, dbeta = _batchnorm_backward(xp, PURE, dout, cache)
     m = dout.shape[1]
-    xhat = cache.xhat
-    # sum / m: the same bits as xp.mean without its overhead; in place on fresh arrays only
-    mean_dout = xp.sum(dout, axis=1, keepdims=True) / m
-    mean_dout_xhat = xp.sum(dout * xhat, axis=1, keepdims=True) / m
-    if cache.gamma is None:
-        dgamma = dbeta = None
-        scale = cache.inv_std
-    else:
-        dgamma, dbeta = mean_dout_xhat, mean_dout
-        scale = cache.gamma * cache.inv_std
-    if not cache.batch_statistics:
-        return dout * scale, dgamma, dbeta
-    # dxhat = gamma * dout, so mean(dxhat) = gamma * dbeta and mean(dxhat * xhat) = gamma * dgamma:
-    # dA = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)), three (n, m) passes fewer
-    dA = dout - mean_dout
-    dA -= xhat * mean_dout_xhat
-    dA *= scale
-    return dA, dgamma, dbeta
-
-
-def updated_running_statistics(
-    running_mean: Array, running_var: Array, cache: BatchNormCache, momentum: float = DEFAULT_MOMENTUM
-) -> tuple[Array, Array]:
-    """Exponential moving averages after one training batch: ``r <- (1-momentum) r + momentum x``.
-
-    The batch variance is made unbiased (``* m / (m-1)``) when ``m > 1``.
-    """
-    m = cache.xhat.shape[1]
-    unbiased = cache.var * (m / (m - 1)) if m > 1 else cache.var
-    new_mean = (1.0 - momentum) * running_mean + momentum * cache.mean
-    new_var = (1.0 - momentum) * running_var + momentum * unbiased
-    return new_mean, new_var
+    return dA, None if dgamma is None else dgamma / m, None if dbeta is None else dbeta / m

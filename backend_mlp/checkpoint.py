@@ -1,8 +1,9 @@
 """Save and load models and training checkpoints as one ``.npz`` file, without pickle.
 
-File layout (``format_version`` 1): an uncompressed NumPy ``.npz`` archive
+File layout (``format_version`` 2): an uncompressed NumPy ``.npz`` archive
 holding every array as host NumPy data, under ``"<group>/<name>"`` keys
-(groups ``parameters``, ``bn_state``, ``best_parameters``, ``best_bn_state``),
+(groups ``parameters``, ``optimizer_state``, ``bn_state``, ``best_parameters``,
+``best_bn_state``; version 1 files, which predate optimizer state, load as SGD),
 ``order`` (the current epoch's permutation, int64), ``costs``/``val_costs``
 (``(k, 2)`` float64: step, cost), and ``__metadata__``: UTF-8 JSON (as uint8)
 with the format name and version, library version, architecture, dtype, the
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
-from .config import BatchNormConfig
 from .errors import BackendMLPError, CheckpointError, DataError
 from .files import atomic_write_bytes
 from .initialization import initialize_parameters_host
@@ -39,10 +39,10 @@ from .training import TrainingConfig, TrainingState
 
 FORMAT_NAME = "backend_mlp.checkpoint"
 #: the newest format this library reads and the one it writes
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _META_KEY = "__metadata__"
-_GROUPS = ("parameters", "bn_state", "best_parameters", "best_bn_state")
+_GROUPS = ("parameters", "optimizer_state", "bn_state", "best_parameters", "best_bn_state")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 Array = Any
@@ -82,32 +82,15 @@ class Checkpoint:
 
 
 def config_to_json(config: TrainingConfig) -> dict[str, Any]:
-    """Every field of ``config`` as plain JSON values (batch norm as a dict or ``None``)."""
-    out = dataclasses.asdict(config)
-    out["layer_dims"] = list(config.layer_dims)
-    return out
+    """Every field of ``config`` as plain JSON values (:meth:`TrainingConfig.to_json`)."""
+    return config.to_json()
 
 
 def config_from_json(data: Any) -> TrainingConfig:
     """Inverse of :func:`config_to_json`; raises :class:`CheckpointError` on unknown or bad fields."""
-    if not isinstance(data, dict):
-        raise CheckpointError(f"metadata 'config' is {type(data).__name__}; expected an object")
-    known = {f.name for f in dataclasses.fields(TrainingConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise CheckpointError(
-            f"metadata 'config' has fields this backend_mlp does not know: {', '.join(unknown)} "
-            "(written by a newer backend_mlp; upgrade)"
-        )
-    kwargs = dict(data)
-    bn = kwargs.get("batchnorm")
     try:
-        if bn is not None:
-            kwargs["batchnorm"] = BatchNormConfig(**bn)
-        if "layer_dims" in kwargs:
-            kwargs["layer_dims"] = tuple(kwargs["layer_dims"])
-        return TrainingConfig(**kwargs)
-    except (BackendMLPError, TypeError) as exc:
+        return TrainingConfig.from_json(data)
+    except BackendMLPError as exc:
         raise CheckpointError(f"metadata 'config' is invalid: {exc}") from None
 
 
@@ -146,6 +129,7 @@ def _encode(
 ) -> bytes:
     trees = {
         "parameters": _host_tree(state.parameters),
+        "optimizer_state": _host_tree(state.optimizer_state or {}) if with_arrays else None,
         "bn_state": _host_tree(state.bn_state or {}),
         "best_parameters": _host_tree(state.best_parameters) if with_arrays else None,
         "best_bn_state": _host_tree(state.best_bn_state or {}) if with_arrays and state.best_parameters else None,
@@ -336,7 +320,10 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
     except BackendMLPError:
         raise CheckpointError(f"checkpoint {path}: dtype {meta['dtype']!r} is not float32 or float64") from None
     param_shapes, stat_shapes = _expected_shapes(config)
-    shapes = {"parameters": param_shapes, "bn_state": stat_shapes}
+    optimizer_shapes = {
+        k: tuple(v.shape) for k, v in config.optimizer.init_state(_shape_probe(param_shapes)).items()
+    }
+    shapes = {"parameters": param_shapes, "optimizer_state": optimizer_shapes, "bn_state": stat_shapes}
     trees: dict[str, dict[str, np.ndarray] | None] = {}
     for group in _GROUPS:
         names = meta["arrays"].get(group)
@@ -365,6 +352,7 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
         state = TrainingState(
             parameters=_place(trees["parameters"], backend),
             bn_state=_place(trees["bn_state"] or {}, backend),
+            optimizer_state=_place(trees["optimizer_state"] or {}, backend),
             step=int(st["step"]),
             epochs_completed=int(st["epochs_completed"]),
             order=order,
@@ -392,6 +380,11 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
         library_version=meta.get("library_version"),
         path=path,
     )
+
+
+def _shape_probe(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Zero-stride host arrays of the given shapes (no memory), to ask an optimizer what its state holds."""
+    return {k: np.broadcast_to(np.zeros((), dtype=np.float64), shape) for k, shape in shapes.items()}
 
 
 def _place(tree: dict[str, np.ndarray], backend: Backend) -> dict[str, Array]:
@@ -425,6 +418,7 @@ def move_state(state: TrainingState, device: str | Backend) -> TrainingState:
     out = dataclasses.replace(state, costs=list(state.costs), val_costs=list(state.val_costs))
     out.parameters = move(state.parameters) or {}
     out.bn_state = move(state.bn_state) or {}
+    out.optimizer_state = move(state.optimizer_state) or {}
     out.best_parameters = move(state.best_parameters)
     out.best_bn_state = move(state.best_bn_state)
     return out

@@ -42,7 +42,25 @@ class CheckpointError(BackendMLPError, ValueError):
 
 
 class TrainingDivergedError(BackendMLPError, FloatingPointError):
-    """Training produced a non-finite cost; the best parameters seen so far are kept."""
+    """Training produced a non-finite cost; the best parameters seen so far are kept in ``.result``."""
+
+
+class NotFittedError(BackendMLPError, ValueError, AttributeError):
+    """An estimator was used (``predict``, ``score``, ``save``, ...) before ``fit``.
+
+    Like scikit-learn's, it is both a ``ValueError`` and an ``AttributeError``.
+    """
+
+
+class TrainingInterrupted(BackendMLPError, KeyboardInterrupt):
+    """Ctrl-C between two training steps; ``.state`` is consistent and can be checkpointed or resumed.
+
+    A ``KeyboardInterrupt``, so code that does not handle it stops as on any Ctrl-C.
+    """
+
+    def __init__(self, state: object) -> None:
+        super().__init__("training interrupted")
+        self.state = state
 
 
 __all__ = [
@@ -55,4 +73,6 @@ __all__ = [
     "ChecksumError",
     "CheckpointError",
     "TrainingDivergedError",
+    "NotFittedError",
+    "TrainingInterrupted",
 ]

@@ -27,9 +27,9 @@ import numpy as np
 
 from . import validation as V
 from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
-from .config import BatchNormConfig, as_batchnorm_config
+from .batchnorm import BatchNormConfig, as_batchnorm_config
 from .data import Dataset, to_host
-from .errors import BackendMLPError, InputValidationError, TrainingDivergedError
+from .errors import InputValidationError, NotFittedError, TrainingDivergedError
 from .network import predict_proba as _network_predict_proba
 from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
 
@@ -37,13 +37,6 @@ Array = Any
 
 #: samples per forward pass in predict/predict_proba (bounds device memory)
 PREDICT_CHUNK = 65_536
-
-
-class NotFittedError(BackendMLPError, ValueError, AttributeError):
-    """The estimator was used (``predict``, ``score``, ``save``, ...) before ``fit``.
-
-    Like scikit-learn's, it is both a ``ValueError`` and an ``AttributeError``.
-    """
 
 
 _PARAM_NAMES = (

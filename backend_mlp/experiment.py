@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
-from .config import BatchNormConfig
+from .batchnorm import BatchNormConfig
 from .data import Dataset, MnistSplits
 from .training import (
     ProgressEvent,
@@ -39,13 +38,6 @@ REPORT_RESULTS: dict[str, dict[str, float]] = {
     "5": {"steps": 28_700, "train_accuracy": 0.8581, "val_accuracy": 0.8568, "test_accuracy": 0.8578},
     "6": {"steps": 13_400, "train_accuracy": 0.8854, "val_accuracy": 0.8854, "test_accuracy": 0.8877},
 }
-
-
-def config_to_dict(config: TrainingConfig) -> dict[str, Any]:
-    """Every hyperparameter as plain JSON-ready values."""
-    out = asdict(config)
-    out["layer_dims"] = list(config.layer_dims)
-    return out
 
 
 def run_experiment(
@@ -87,14 +79,14 @@ def summarize(result: TrainingResult, splits: MnistSplits, train_seconds: float)
         "best_val_cost": result.state.best_val_cost,
         "train_seconds": train_seconds,
         "device": splits.backend.name,
-        "backend": splits.backend.name.split(":", 1)[0],
+        "backend": splits.backend.library,
         "dtype": splits.dtype,
         "seed": config.seed,
         "split_seed": splits.split_seed,
         "n_train": splits.train.n_samples,
         "n_val": splits.val.n_samples,
         "n_test": splits.test.n_samples,
-        "hyperparameters": config_to_dict(config),
+        "hyperparameters": config.to_json(),
         "recorded_steps": result.recorded_steps,
         "costs": result.costs,
         "val_costs": result.val_costs,

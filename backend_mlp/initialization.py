@@ -14,7 +14,7 @@ import numpy as np  # host-side RNG only
 
 from . import validation as V
 from .backends import Backend, resolve_backend, resolve_dtype_name
-from .config import BatchNormConfig, as_batchnorm_config
+from .batchnorm import BatchNormConfig, as_batchnorm_config
 
 Array = Any
 

@@ -1,11 +1,21 @@
 """Linear, ReLU and softmax layers: each forward sits next to its backward.
 
 Conventions (the report's): activations are ``(n_units, m)`` with one column
-per sample; ``W`` is ``(n_l, n_{l-1})`` and ``b`` is ``(n_l, 1)``.  Gradients
-flowing backwards through activations (``dA``, ``dZ``) are *per-sample*
-gradients, i.e. ``m`` times the gradient of the batch-mean cost; parameter
-gradients (``dW``, ``db``) are gradients of the batch-mean cost.  Every
-function keeps its input dtype.
+per sample; ``W`` is ``(n_l, n_{l-1})`` and ``b`` is ``(n_l, 1)``.  Every
+function keeps its input dtype and never writes into its arguments.
+
+Two gradient conventions, kept apart on purpose:
+
+* the private kernels (``_linear_backward``, ``_relu_backward``) take the
+  gradient of the *cost* with respect to their output, whatever the cost is
+  (the network folds the ``1/m`` of the batch mean, and an optimizer's
+  scale, into the output layer's ``dZ`` once: the backward is linear in it);
+* the report's public functions take *per-sample* gradients ``dA``/``dZ``
+  (``m`` times the gradient of the batch-mean cost) and return ``dW``/``db``
+  of the batch-mean cost, as in the report.
+
+Kernels that create a temporary and then combine it use an
+:class:`~backend_mlp.ops.Ops` (pure, or in place on backends with mutable arrays).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from typing import Any
 
 from . import validation as V
 from .errors import InputValidationError
+from .ops import PURE, Ops
 
 Array = Any
 LinearCache = tuple[Array, Array, Array]  # (A_prev, W, b)
@@ -21,29 +32,32 @@ LinearCache = tuple[Array, Array, Array]  # (A_prev, W, b)
 ACTIVATIONS = ("relu", "softmax")
 
 
+# ----------------------------------------------------------------------------- linear
+
+
+def _linear_forward(ops: Ops, A_prev: Array, W: Array, b: Array) -> Array:
+    """``Z = W @ A_prev + b`` (n_l, m)."""
+    return ops.add(W @ A_prev, b)
+
+
+def _linear_backward(
+    xp: Any, dZ: Array, A_prev: Array, W: Array, *, need_dA_prev: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """Given ``dZ`` = dcost/dZ (n_l, m): ``(dA_prev, dW, db)``, each a fresh array.
+
+    ``dW = dZ @ A_prev.T``, ``db = sum(dZ, axis=1)``, ``dA_prev = W.T @ dZ``;
+    ``dA_prev`` is ``None`` when ``need_dA_prev`` is false (the first layer).
+    """
+    dW = dZ @ A_prev.T
+    db = xp.sum(dZ, axis=1, keepdims=True)
+    dA_prev = W.T @ dZ if need_dA_prev else None
+    return dA_prev, dW, db
+
+
 def linear_forward(A_prev: Array, W: Array, b: Array) -> tuple[Array, LinearCache]:
     """``Z = W @ A_prev + b`` for ``A_prev`` (n_{l-1}, m); returns ``(Z, (A_prev, W, b))``."""
-    xp = _check_linear(A_prev, W, b)
-    return _linear_forward(xp, A_prev, W, b), (A_prev, W, b)
-
-
-def _check_linear(A_prev: Array, W: Array, b: Array) -> Any:
-    xp = V.common_namespace({"A_prev": A_prev, "W": W, "b": b})
-    V.check_ndim("W", W, 2, "(n_l, n_{l-1})")
-    V.check_real_floating("W", W, xp)
-    V.check_same_dtype({"A_prev": A_prev, "b": b}, "W", W.dtype)
-    V.check_samples_as_columns("A_prev", A_prev, int(W.shape[1]), "n_{l-1}")
-    if V.shape_of(b) != (int(W.shape[0]), 1):
-        raise InputValidationError(
-            f"b: received shape {V.shape_of(b)}; expected ({W.shape[0]}, 1), one entry per row of W"
-        )
-    return xp
-
-
-def _linear_forward(xp: Any, A_prev: Array, W: Array, b: Array) -> Array:
-    Z = W @ A_prev  # a fresh array: the bias is added in place, saving one temporary
-    Z += b
-    return Z
+    _check_linear(A_prev, W, b)
+    return _linear_forward(PURE, A_prev, W, b), (A_prev, W, b)
 
 
 def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]:
@@ -62,30 +76,42 @@ def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]
     _check_same_shape("dZ", dZ, (int(W.shape[0]), int(A_prev.shape[1])), "Z = W @ A_prev + b")
     if A_prev.shape[1] == 0:
         raise InputValidationError("dZ: received 0 samples (columns); expected at least one sample")
-    return _linear_backward(xp, dZ, A_prev, W)
-
-
-def _linear_backward(
-    xp: Any, dZ: Array, A_prev: Array, W: Array, *, need_dA_prev: bool = True
-) -> tuple[Array | None, Array, Array]:
-    """``(dA_prev, dW, db)``; ``dA_prev`` is ``None`` when ``need_dA_prev`` is false (the first layer).
-
-    ``dW`` and ``db`` are fresh arrays (callers may update them in place);
-    the in-place divisions give the same bits as ``dZ @ A_prev.T / m``.
-    """
     m = dZ.shape[1]
-    dW = dZ @ A_prev.T
-    dW /= m
-    db = xp.sum(dZ, axis=1, keepdims=True)
-    db /= m
-    dA_prev = W.T @ dZ if need_dA_prev else None
-    return dA_prev, dW, db
+    dA_prev, dW, db = _linear_backward(xp, dZ, A_prev, W)
+    return dA_prev, dW / m, db / m
+
+
+def _check_linear(A_prev: Array, W: Array, b: Array) -> Any:
+    xp = V.common_namespace({"A_prev": A_prev, "W": W, "b": b})
+    V.check_ndim("W", W, 2, "(n_l, n_{l-1})")
+    V.check_real_floating("W", W, xp)
+    V.check_same_dtype({"A_prev": A_prev, "b": b}, "W", W.dtype)
+    V.check_samples_as_columns("A_prev", A_prev, int(W.shape[1]), "n_{l-1}")
+    if V.shape_of(b) != (int(W.shape[0]), 1):
+        raise InputValidationError(
+            f"b: received shape {V.shape_of(b)}; expected ({W.shape[0]}, 1), one entry per row of W"
+        )
+    return xp
+
+
+# ----------------------------------------------------------------------------- ReLU
+
+
+def _relu_forward(xp: Any, Z: Array) -> Array:
+    return xp.maximum(Z, 0.0)
+
+
+def _relu_backward(xp: Any, dA: Array, Z: Array) -> Array:
+    """``dZ = dA * (Z > 0)``."""
+    # dA * mask rather than where(Z > 0, dA, 0): the same values (a zero may carry dA's sign),
+    # and about ten times faster on NumPy, whose where() branches on every element
+    return dA * xp.astype(Z > 0, dA.dtype)
 
 
 def relu(Z: Array) -> tuple[Array, Array]:
     """``A = max(Z, 0)``; returns ``(A, Z)`` (``Z`` is the activation cache)."""
     xp = _check_floating("Z", Z)
-    return xp.maximum(Z, 0.0), Z
+    return _relu_forward(xp, Z), Z
 
 
 def relu_backward(dA: Array, cache: Array) -> Array:
@@ -94,10 +120,18 @@ def relu_backward(dA: Array, cache: Array) -> Array:
     return _relu_backward(xp, dA, cache)
 
 
-def _relu_backward(xp: Any, dA: Array, Z: Array) -> Array:
-    # dA * mask rather than where(Z > 0, dA, 0): the same values (a zero may carry dA's sign),
-    # and about ten times faster on NumPy, whose where() branches on every element
-    return dA * xp.astype(Z > 0, dA.dtype)
+# ----------------------------------------------------------------------------- softmax
+
+
+def _softmax(xp: Any, ops: Ops, Z: Array) -> Array:
+    """Column-wise softmax, the column maximum subtracted first (finite for any finite logits)."""
+    E = xp.exp(Z - xp.max(Z, axis=0, keepdims=True))
+    return ops.div(E, xp.sum(E, axis=0, keepdims=True))
+
+
+def _softmax_backward(xp: Any, dA: Array, S: Array) -> Array:
+    """Vector-Jacobian product of softmax with output ``S``: ``S * (dA - sum(S * dA, axis=0))``."""
+    return S * (dA - xp.sum(S * dA, axis=0, keepdims=True))
 
 
 def softmax(Z: Array) -> tuple[Array, Array]:
@@ -110,25 +144,21 @@ def softmax(Z: Array) -> tuple[Array, Array]:
     V.check_ndim("Z", Z, 2, "(n_classes, m) of logits, one column per sample")
     if Z.shape[0] == 0:
         raise InputValidationError(f"Z: received shape {V.shape_of(Z)}; expected at least one class (row)")
-    return _softmax(xp, Z), Z
-
-
-def _softmax(xp: Any, Z: Array) -> Array:
-    E = xp.exp(Z - xp.max(Z, axis=0, keepdims=True))
-    E /= xp.sum(E, axis=0, keepdims=True)  # E is fresh: normalise in place
-    return E
+    return _softmax(xp, PURE, Z), Z
 
 
 def softmax_backward(dA: Array, cache: Array) -> Array:
-    """Vector-Jacobian product of softmax: ``dZ = S * (dA - sum(S * dA, axis=0))``.
+    """Vector-Jacobian product of softmax for the cached logits ``Z``.
 
-    ``cache`` is the logits ``Z``.  Training uses the fused, exact
-    softmax + cross-entropy gradient ``AL - Y`` instead (see ``L_model_backward``).
+    Training uses the fused, exact softmax + cross-entropy gradient ``AL - Y``
+    instead (:func:`backend_mlp.losses.cross_entropy_backward`).
     """
     xp = _check_pair(dA, cache)
     V.check_ndim("cache", cache, 2, "(n_classes, m), the logits returned by softmax")
-    S = _softmax(xp, cache)
-    return S * (dA - xp.sum(S * dA, axis=0, keepdims=True))
+    return _softmax_backward(xp, dA, _softmax(xp, PURE, cache))
+
+
+# ----------------------------------------------------------------------------- one layer
 
 
 def linear_activation_forward(

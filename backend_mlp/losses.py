@@ -1,8 +1,12 @@
-"""Softmax cross-entropy cost with optional L2 regularisation.
+"""Softmax cross-entropy cost with optional L2 regularisation, each beside its gradient.
 
 ``cost = -sum(Y * log(AL)) / m + l2_lambda / (2 m) * sum_l ||W_l||_F^2``
 for probabilities ``AL`` and one-hot ``Y``, both (n_classes, m).  Only weights
 (``W1, W2, ...``) are regularised, never biases or batch-norm parameters.
+
+Gradients: through the fused softmax + cross-entropy the per-sample gradient
+with respect to the logits is ``AL - Y`` (:func:`cross_entropy_backward`);
+the L2 term adds ``(l2_lambda / m) * W_l`` to ``dW_l`` (:func:`_l2_gradient`).
 """
 
 from __future__ import annotations
@@ -83,6 +87,17 @@ def _cross_entropy(xp: Any, AL: Array, Y: Array) -> Array:
     return -xp.sum(Y * xp.log(xp.clip(AL, min=tiny))) / m
 
 
+def cross_entropy_backward(AL: Array, Y: Array) -> Array:
+    """Per-sample gradient of the cross-entropy of ``softmax(Z)`` with respect to the logits ``Z``: ``AL - Y``."""
+    return AL - Y
+
+
 def _l2_penalty(xp: Any, weights: list[Array], l2_lambda: float, m: int) -> Array:
+    """``l2_lambda / (2 m) * sum_l ||W_l||_F^2`` (a 0-d array)."""
     total = sum(xp.sum(W * W) for W in weights)
     return (l2_lambda / (2 * m)) * total
+
+
+def _l2_gradient(W: Array, l2_lambda: float, m: int, scale: float = 1.0) -> Array:
+    """``scale`` times the penalty's gradient with respect to ``W``: ``(scale * l2_lambda / m) * W``."""
+    return (scale * l2_lambda / m) * W

@@ -39,7 +39,7 @@ Array = Any
 
 
 def shape_of(x: Array) -> tuple[int, ...]:
-    return tuple(int(s) for s in x.shape)
+    return tuple(x.shape)
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
@@ -147,7 +147,8 @@ def check_ndim(name: str, x: Array, ndim: int, layout: str) -> None:
 
 def check_real_floating(name: str, x: Array, xp: Any) -> None:
     """``x`` has a real floating dtype (float32 or float64)."""
-    if not xp.isdtype(x.dtype, "real floating"):
+    dtype = x.dtype
+    if not (dtype == xp.float64 or dtype == xp.float32):  # xp.isdtype is ten times slower on NumPy
         raise InputValidationError(
             f"{name}: received dtype {dtype_name(x.dtype)}; expected float32 or float64 "
             "(convert first, e.g. X.astype('float64'))"

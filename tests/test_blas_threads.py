@@ -1,12 +1,22 @@
-"""BLAS threads during training: the "auto" cap for small matrices, explicit counts, restoring on exit."""
+"""BLAS threads during training: the "auto" cap for small matrices, explicit counts, restoring on exit.
+
+The rule and the argument check are arithmetic on sizes and stay on the host.
+What ``train()`` does to the host BLAS runs on each selected backend (conftest
+``backend``): backends whose matmuls run on the host BLAS (``host_blas``:
+NumPy, array-api-strict) get the cap, the others (PyTorch, CuPy) bring their
+own threads and leave the user's BLAS setting alone.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 
+import backend_mlp.network as network
 import backend_mlp.training as training
-from backend_mlp import InputValidationError
+from backend_mlp import InputValidationError, backend_of
 from backend_mlp.backends.blas_threads import MACS_PER_THREAD, blas_threads_for, check_blas_threads, largest_matmul_macs
 from backend_mlp.data import Dataset
 from backend_mlp.training import TrainingConfig, TrainingInterrupted, train
@@ -81,17 +91,19 @@ def two_blas_threads():
 def spy_forward(monkeypatch):
     """Records (training?, BLAS thread counts) at every forward pass of the training loop."""
     seen: list[tuple[bool, set[int]]] = []
-    original = training._forward
+    original = network._forward
 
-    def spying(xp, X, params, L, bn, is_training, bn_state):
+    def spying(xp, ops, X, params, L, bn, is_training, bn_state):
         seen.append((is_training, set(_blas_counts())))
-        return original(xp, X, params, L, bn, is_training, bn_state)
+        return original(xp, ops, X, params, L, bn, is_training, bn_state)
 
-    monkeypatch.setattr(training, "_forward", spying)
+    # the step and the evaluation each call the network's forward pass
+    monkeypatch.setattr(training.step, "_forward", spying)
+    monkeypatch.setattr(training.evaluation, "_forward", spying)
     return seen
 
 
-def _data(n: int, n_features: int, device: str = "numpy") -> Dataset:
+def _data(n: int, n_features: int, device: Any = "numpy") -> Dataset:
     rng = np.random.default_rng(0)
     return Dataset.from_host(rng.random((n, n_features)), rng.integers(0, 10, n), device=device)
 
@@ -100,47 +112,46 @@ def _counts(seen, is_training):
     return set().union(*(counts for t, counts in seen if t is is_training))
 
 
-def test_auto_uses_one_thread_for_the_report_network_and_restores_the_setting(two_blas_threads, spy_forward):
+def _during_steps(backend: Any, capped: set[int]) -> set[int]:
+    """The BLAS thread counts expected during the steps: ``capped`` where the backend uses the host BLAS."""
+    return capped if backend.host_blas else {2}
+
+
+def test_auto_uses_one_thread_for_the_report_network_and_restores_the_setting(backend, two_blas_threads, spy_forward):
     config = TrainingConfig(num_iterations=4, batch_size=32, record_every=2, early_stopping=False)
-    train(_data(64, 784), config, _data(32, 784))
-    assert _counts(spy_forward, True) == {1}  # the steps
+    result = train(_data(64, 784, backend), config, _data(32, 784, backend))
+    assert backend_of(result.parameters["W1"]).name == backend.name
+    assert _counts(spy_forward, True) == _during_steps(backend, {1})  # the steps
     assert _counts(spy_forward, False) == {2}  # the validation passes run with the user's setting
     assert set(_blas_counts()) == {2}
 
 
-def test_auto_keeps_the_users_threads_for_a_wide_network(two_blas_threads, spy_forward):
+def test_auto_keeps_the_users_threads_for_a_wide_network(backend, two_blas_threads, spy_forward):
     config = TrainingConfig(layer_dims=(784, 600, 10), batch_size=256, num_iterations=2, early_stopping=False)
-    train(_data(256, 784), config)  # 120 M multiply-adds: two threads
+    train(_data(256, 784, backend), config)  # 120 M multiply-adds: two threads
     assert _counts(spy_forward, True) == {2}
 
 
 @pytest.mark.parametrize(("requested", "expected"), [(2, {2}), (1, {1}), (None, {2})])
 def test_an_explicit_count_is_used_as_given_and_none_leaves_blas_alone(
-    two_blas_threads, spy_forward, requested, expected
+    backend, two_blas_threads, spy_forward, requested, expected
 ):
     config = TrainingConfig(num_iterations=2, batch_size=32, early_stopping=False)
-    train(_data(64, 784), config, blas_threads=requested)
-    assert _counts(spy_forward, True) == expected
+    train(_data(64, 784, backend), config, blas_threads=requested)
+    assert _counts(spy_forward, True) == _during_steps(backend, expected)
     assert set(_blas_counts()) == {2}
 
 
-def test_the_setting_is_restored_after_ctrl_c(two_blas_threads):
+def test_the_setting_is_restored_after_ctrl_c(backend, two_blas_threads):
     def interrupt(event):
         raise KeyboardInterrupt
 
     config = TrainingConfig(num_iterations=10, batch_size=32, record_every=1, early_stopping=False)
     with pytest.raises(TrainingInterrupted):
-        train(_data(64, 784), config, callback=interrupt)
+        train(_data(64, 784, backend), config, callback=interrupt)
     assert set(_blas_counts()) == {2}
 
 
-def test_backends_with_their_own_threads_are_left_alone(two_blas_threads, spy_forward):
-    pytest.importorskip("torch")
-    config = TrainingConfig(num_iterations=2, batch_size=32, early_stopping=False)
-    train(_data(64, 784, device="torch"), config)
-    assert _counts(spy_forward, True) == {2}
-
-
-def test_train_refuses_a_bad_thread_count_before_training():
+def test_train_refuses_a_bad_thread_count_before_training():  # host-only: refused before anything runs
     with pytest.raises(InputValidationError, match="blas_threads: received 0"):
         train(_data(8, 784), TrainingConfig(num_iterations=1, batch_size=8), blas_threads=0)

@@ -2,6 +2,9 @@
 
 Synthetic data (600 training samples, 20 features, 3 classes; batch 32, so an
 epoch is 19 steps and its last batch has 24 samples; a record every 10 steps).
+Every test trains, checkpoints, loads and resumes on each selected backend
+(conftest ``backend``); ``test_resume_on_another_backend`` continues a NumPy
+checkpoint there.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend_mlp import BatchNormConfig, to_numpy
+from backend_mlp import BatchNormConfig, backend_of, to_numpy
 from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
 from backend_mlp.training import (
@@ -28,15 +31,20 @@ N_TRAIN, N_FEATURES, N_CLASSES = 600, 20, 3
 TOL = 1e-12
 
 
-@pytest.fixture(scope="module")
-def data() -> tuple[Dataset, Dataset]:
+def _datasets(device: Any) -> tuple[Dataset, Dataset]:
     rng = np.random.default_rng(42)
     X = rng.standard_normal((N_TRAIN + 150, N_FEATURES))
     w = rng.standard_normal((N_FEATURES, N_CLASSES))
     y = np.argmax(X @ w + 0.5 * rng.standard_normal((X.shape[0], N_CLASSES)), axis=1)
-    train_data = Dataset.from_host(X[:N_TRAIN], y[:N_TRAIN], n_classes=N_CLASSES)
-    val_data = Dataset.from_host(X[N_TRAIN:], y[N_TRAIN:], n_classes=N_CLASSES)
+    train_data = Dataset.from_host(X[:N_TRAIN], y[:N_TRAIN], n_classes=N_CLASSES, device=device)
+    val_data = Dataset.from_host(X[N_TRAIN:], y[N_TRAIN:], n_classes=N_CLASSES, device=device)
     return train_data, val_data
+
+
+@pytest.fixture
+def data(backend: Any) -> tuple[Dataset, Dataset]:
+    """Training and validation data on the backend under test."""
+    return _datasets(backend)
 
 
 def _config(batchnorm: bool, **kw: Any) -> TrainingConfig:
@@ -72,7 +80,8 @@ def _interrupt_save_load(
     interrupted = info.value.state
     assert interrupted.step == at and interrupted.stopped_reason is None
     path = save_checkpoint(tmp_path / f"at{at}.npz", config, interrupted)
-    return load_checkpoint(path).state
+    # loaded back onto the backend it was trained on
+    return load_checkpoint(path, device=backend_of(interrupted.parameters["W1"])).state
 
 
 def _max_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -82,6 +91,7 @@ def _max_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 def _assert_same(resumed: TrainingResult, full: TrainingResult) -> None:
     rs, fs = resumed.state, full.state
+    assert backend_of(rs.parameters["W1"]).name == backend_of(fs.parameters["W1"]).name
     assert rs.step == fs.step and rs.stopped_reason == fs.stopped_reason and rs.best_step == fs.best_step
     assert rs.epochs_completed == fs.epochs_completed and rs.position == fs.position
     assert _max_diff(rs.parameters, fs.parameters) <= TOL
@@ -132,34 +142,31 @@ def test_resume_with_early_stopping(tmp_path: Path, data: tuple[Dataset, Dataset
     _assert_same(train(data[0], config, data[1], state=loaded), full)
 
 
-def test_resume_float32_is_exact(tmp_path: Path) -> None:
+def test_resume_float32_is_exact(tmp_path: Path, backend: Any) -> None:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 8))
     y = (X[:, 0] > 0).astype(int)
-    train_data = Dataset.from_host(X[:250], y[:250], n_classes=2, dtype="float32")
-    val_data = Dataset.from_host(X[250:], y[250:], n_classes=2, dtype="float32")
+    train_data = Dataset.from_host(X[:250], y[:250], n_classes=2, dtype="float32", device=backend)
+    val_data = Dataset.from_host(X[250:], y[250:], n_classes=2, dtype="float32", device=backend)
     config = _config(True, layer_dims=(8, 5, 2), num_iterations=120)
     full = train(train_data, config, val_data)
     loaded = _interrupt_save_load(tmp_path, (train_data, val_data), config, 40)
-    assert loaded.parameters["W1"].dtype == np.float32
+    assert loaded.parameters["W1"].dtype == backend.dtype("float32")
+    assert backend_of(loaded.parameters["W1"]).name == backend.name
     resumed = train(train_data, config, val_data, state=loaded)
     assert _max_diff(resumed.state.parameters, full.state.parameters) == 0.0
 
 
-def test_resume_on_another_backend(tmp_path: Path, data: tuple[Dataset, Dataset]) -> None:
-    """A checkpoint from NumPy continues on array-api-strict (agreement to rounding, not bits)."""
-    pytest.importorskip("array_api_strict")
+def test_resume_on_another_backend(tmp_path: Path, data: tuple[Dataset, Dataset], backend: Any) -> None:
+    """A checkpoint from NumPy continues on ``backend`` (agreement to rounding, not bits)."""
     config = _config(True)
-    full = train(data[0], config, data[1])
-    _interrupt_save_load(tmp_path, data, config, 130)
-    strict = load_checkpoint(tmp_path / "at130.npz", device="array_api_strict")
-    X, Y = to_numpy(data[0].X_rows), to_numpy(data[0].Y_rows)
-    Xv, Yv = to_numpy(data[1].X_rows), to_numpy(data[1].Y_rows)
-    import array_api_strict as xp
-
-    train_s = Dataset(xp.asarray(X), xp.asarray(Y))
-    val_s = Dataset(xp.asarray(Xv), xp.asarray(Yv))
-    resumed = train(train_s, config, val_s, state=strict.state)
+    on_numpy = _datasets("numpy")
+    full = train(on_numpy[0], config, on_numpy[1])
+    _interrupt_save_load(tmp_path, on_numpy, config, 130)
+    there = load_checkpoint(tmp_path / "at130.npz", device=backend)
+    assert all(backend_of(v).name == backend.name for v in there.state.parameters.values())
+    resumed = train(data[0], config, data[1], state=there.state)
+    assert backend_of(resumed.state.parameters["W1"]).name == backend.name
     assert resumed.steps == full.steps
     assert _max_diff(resumed.state.parameters, full.state.parameters) <= 1e-10
 
@@ -173,7 +180,7 @@ def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
 
     config = _config(batchnorm, early_stopping=True, min_improvement=0.0)
     full = train(data[0], config, data[1])
-    original = training._Loop.validation_cost
+    original = training.loop._Loop.validation_cost
     calls = {"n": 0}
 
     def interrupted_once(self: Any, params: Any, bn_state: Any) -> float:
@@ -182,11 +189,12 @@ def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
             raise KeyboardInterrupt
         return original(self, params, bn_state)
 
-    monkeypatch.setattr(training._Loop, "validation_cost", interrupted_once)
+    monkeypatch.setattr(training.loop._Loop, "validation_cost", interrupted_once)
     with pytest.raises(TrainingInterrupted) as info:
         train(data[0], config, data[1])
-    monkeypatch.setattr(training._Loop, "validation_cost", original)
+    monkeypatch.setattr(training.loop._Loop, "validation_cost", original)
     cut = info.value.state
     assert cut.step == 119 and [s for s, _ in cut.costs][-1] == 110 and [s for s, _ in cut.val_costs][-1] == 110
-    loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, cut)).state
+    path = save_checkpoint(tmp_path / "cut.npz", config, cut)
+    loaded = load_checkpoint(path, device=backend_of(cut.parameters["W1"])).state
     _assert_same(train(data[0], config, data[1], state=loaded), full)

@@ -2,7 +2,7 @@
 
 ``train`` replays its own host-side batch order here: ``shuffle_generator(seed)``
 draws one permutation per epoch, batches are consecutive slices of it, the
-last batch of an epoch may be smaller.
+last batch of an epoch may be smaller.  Both run on each selected backend.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from backend_mlp import (
     BatchNormConfig,
     L_model_backward,
     L_model_forward,
+    backend_of,
     initialize_batchnorm_state,
     initialize_parameters,
     to_numpy,
     update_parameters,
 )
 from backend_mlp.data import Dataset
-from backend_mlp.training import TrainingConfig, shuffle_generator, train
+from backend_mlp.training import TrainingConfig, batch_indices, train
 
 N, FEATURES, CLASSES, BATCH, STEPS = 90, 6, 3, 16, 23  # epochs of 6 batches, the last one of 10
 
@@ -37,13 +38,9 @@ def _functional_run(backend, X: np.ndarray, y: np.ndarray, config: TrainingConfi
     params = initialize_parameters(dims, config.seed, device=backend, use_batchnorm=config.batchnorm)
     state = initialize_batchnorm_state(dims, device=backend) if config.batchnorm else None
     Y = np.eye(CLASSES)[y]
-    rng = shuffle_generator(config.seed)
-    order, position = rng.permutation(N), 0
+    batches = batch_indices(N, config.batch_size, config.seed)
     for _ in range(config.num_iterations):
-        if position >= N:
-            order, position = rng.permutation(N), 0
-        idx = order[position : position + config.batch_size]
-        position += len(idx)
+        idx = next(batches)
         Xb, Yb = backend.asarray(X[idx].T.copy()), backend.asarray(Y[idx].T.copy())
         AL, caches = L_model_forward(Xb, params, config.batchnorm or False, bn_state=state)
         grads = L_model_backward(AL, Yb, caches, l2_lambda=config.l2_lambda)
@@ -63,6 +60,8 @@ def test_train_matches_the_functional_api(backend, mode: str) -> None:  # type: 
     result = train(Dataset.from_host(X, y, n_classes=CLASSES, device=backend), config)
     expected, expected_state = _functional_run(backend, X, y, config)
     assert list(result.parameters) == list(expected)
+    for tree in (result.parameters, result.bn_state, expected, expected_state):
+        assert all(backend_of(v).name == backend.name for v in tree.values())
     for key, value in [*expected.items(), *expected_state.items()]:
         got = to_numpy(result.parameters.get(key, result.bn_state.get(key)))
         want = to_numpy(value)

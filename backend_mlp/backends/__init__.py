@@ -70,6 +70,12 @@ def _class_of(x: Any) -> type[Backend] | None:
     return None
 
 
+def has_mutable_arrays(x: Any) -> bool:
+    """Whether ``x``'s library honours in-place updates (its backend class's ``mutable_arrays``)."""
+    cls = _class_of(x)
+    return cls is not None and cls.mutable_arrays
+
+
 def library_of(x: Any) -> str:
     """``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ... for an array."""
     cls = _class_of(x)
@@ -100,38 +106,63 @@ def common_namespace(named: Mapping[str, Any]) -> Any:
 
     Raises :class:`InputValidationError` for a non-array and
     :class:`BackendMismatchError`, naming both arguments, for arrays from two
-    libraries or two devices.
+    libraries or two devices.  Costs a few microseconds per array: the
+    functional API calls it on every call.
     """
-    arrays = {name: check_array(name, a) for name, a in named.items() if a is not None}
-    if not arrays:
+    items = [(name, a) for name, a in named.items() if a is not None]
+    if not items:
         raise InputValidationError("arrays: received none; expected at least one array")
-    items = list(arrays.items())
     first_name, first = items[0]
     first_type = type(first)
-    first_lib = None
+    xp = _NAMESPACE_BY_TYPE.get(first_type)
+    if xp is None:
+        xp = array_api_compat.array_namespace(check_array(first_name, first))
+        _NAMESPACE_BY_TYPE[first_type] = xp
     for name, a in items[1:]:
         if type(a) is not first_type:
-            first_lib = first_lib or library_of(first)
-            lib = library_of(a)
+            check_array(name, a)
+            lib, first_lib = library_of(a), library_of(first)
             if lib != first_lib:
                 raise BackendMismatchError(
                     f"{first_name}, {name}: received arrays from different libraries in one call "
                     f"({first_name} is {first_lib}, {name} is {lib}); expected all arrays on one backend: "
                     "move them with backend_mlp.to_backend"
                 )
-    first_device = array_api_compat.device(first)
-    for name, a in items[1:]:
-        device = array_api_compat.device(a)
-        if device != first_device:
-            raise BackendMismatchError(
-                f"{first_name}, {name}: received arrays on different devices in one call "
-                f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
-                "move them with backend_mlp.to_backend"
-            )
-    try:
-        return array_api_compat.array_namespace(*arrays.values())
-    except TypeError as exc:  # pragma: no cover - libraries agree, so this is unexpected
-        raise BackendMismatchError(f"{', '.join(arrays)}: arrays cannot be used together ({exc})") from None
+    cls = _class_of(first)
+    if cls is None or not cls.single_device:
+        first_device = array_api_compat.device(first)
+        for name, a in items[1:]:
+            device = array_api_compat.device(a)
+            if device != first_device:
+                raise BackendMismatchError(
+                    f"{first_name}, {name}: received arrays on different devices in one call "
+                    f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
+                    "move them with backend_mlp.to_backend"
+                )
+    return xp
+
+
+def shared_namespace(arrays: list[Any]) -> Any:
+    """The namespace of ``arrays`` when all are of one array type on one device, else ``None``.
+
+    The fast path of :func:`common_namespace` for hot public functions: call
+    :func:`common_namespace` with the arguments' names when it returns ``None``,
+    to get the precise error.
+    """
+    first_type = type(arrays[0])
+    xp = _NAMESPACE_BY_TYPE.get(first_type)
+    if xp is None or any(type(a) is not first_type for a in arrays):
+        return None
+    cls = _class_of(arrays[0])
+    if cls is None or not cls.single_device:
+        device = array_api_compat.device(arrays[0])
+        if any(array_api_compat.device(a) != device for a in arrays):
+            return None
+    return xp
+
+
+#: array type -> its array-API namespace (one per library), filled on first use
+_NAMESPACE_BY_TYPE: dict[type, Any] = {}
 
 
 def namespace_of(*arrays: Any) -> Any:
@@ -179,6 +210,8 @@ __all__ = [
     "check_array",
     "common_namespace",
     "dtype_name",
+    "has_mutable_arrays",
+    "shared_namespace",
     "library_of",
     "namespace_of",
     "resolve_backend",

@@ -59,6 +59,8 @@ class Backend:
     mutable_arrays: ClassVar[bool] = True
     #: the library's matmuls run on the host BLAS that threadpoolctl controls
     host_blas: ClassVar[bool] = False
+    #: all arrays of the library share one device, so device checks can be skipped
+    single_device: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ which arrays are ours
 

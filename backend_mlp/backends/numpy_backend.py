@@ -13,6 +13,7 @@ from .base import Backend, host_as
 class NumpyBackend(Backend):
     library = "numpy"
     host_blas = True
+    single_device = True
 
     @classmethod
     def owns(cls, x: Any) -> bool:

@@ -78,7 +78,8 @@ class TorchBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import torch
 
-        info: dict[str, Any] = {"backend": self.name, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+        info: dict[str, Any] = {"backend": self.name, "torch": torch.__version__}
+        info["torch_threads"] = torch.get_num_threads()
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info

@@ -1,0 +1,38 @@
+"""Cost and accuracy of a whole data set in inference mode (running batch-norm statistics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends import namespace_of
+from ..losses import _cross_entropy
+from ..network import _accuracy, _forward
+from ..ops import PURE
+from .config import TrainingConfig
+
+Array = Any
+
+
+def _inference_probabilities(
+    data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None
+) -> tuple[Any, Array]:
+    xp = namespace_of(data.X_rows, *parameters.values())
+    L = len(config.layer_dims) - 1
+    AL, _, _ = _forward(xp, PURE, data.X, parameters, L, config.batchnorm, False, bn_state or {})
+    return xp, AL
+
+
+def evaluate_cost(
+    data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
+) -> float:
+    """Cross-entropy of ``data`` (a :class:`~backend_mlp.data.Dataset`) in inference mode (host float)."""
+    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+    return float(_cross_entropy(xp, AL, data.Y))
+
+
+def evaluate_accuracy(
+    data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
+) -> float:
+    """Fraction of ``data`` classified correctly in inference mode."""
+    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+    return _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))

@@ -1,0 +1,88 @@
+"""The report's training function, ``L_layer_model``, on the report's (n_features, m) layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import validation as V
+from ..batchnorm import BatchNormConfig, as_batchnorm_config
+from ..data import Dataset
+from ..errors import InputValidationError
+from .config import TrainingConfig
+from .loop import train
+from .state import ProgressEvent, TrainingResult
+
+Array = Any
+
+
+def L_layer_model(
+    X: Array,
+    Y: Array,
+    layers_dims: list[int],
+    learning_rate: float = 0.009,
+    num_iterations: int = 100_000,
+    batch_size: int = 256,
+    *,
+    X_val: Array | None = None,
+    Y_val: Array | None = None,
+    use_batchnorm: bool | BatchNormConfig = False,
+    l2_lambda: float = 0.0,
+    seed: int = 0,
+    record_every: int = 100,
+    early_stopping: bool = True,
+    min_improvement: float = 1e-4,
+    callback: Callable[[ProgressEvent], None] | None = None,
+) -> TrainingResult:
+    """The report's training function on ``X`` (n_x, m) and one-hot ``Y`` (n_classes, m).
+
+    Returns a :class:`TrainingResult`; ``parameters, costs = L_layer_model(...)``
+    works as in the report (costs every ``record_every`` steps).  Early stopping
+    needs ``X_val``/``Y_val``; without them training runs ``num_iterations`` steps.
+    """
+    dims = V.check_layer_dims(layers_dims, "layers_dims")
+    X_val, Y_val = _check_layer_model_arrays(X, Y, X_val, Y_val, dims)
+    config = TrainingConfig(
+        layer_dims=tuple(dims),
+        learning_rate=learning_rate,
+        num_iterations=num_iterations,
+        batch_size=batch_size,
+        l2_lambda=l2_lambda,
+        batchnorm=as_batchnorm_config(use_batchnorm),
+        seed=seed,
+        record_every=record_every,
+        early_stopping=early_stopping,
+        min_improvement=min_improvement,
+    )
+    train_data = Dataset.from_columns(X, Y)
+    val_data = None
+    if X_val is not None:
+        val_data = Dataset.from_columns(X_val, Y_val)
+    return train(train_data, config, val_data, callback=callback)
+
+
+def _check_layer_model_arrays(
+    X: Array, Y: Array, X_val: Array | None, Y_val: Array | None, dims: list[int]
+) -> tuple[Array | None, Array | None]:
+    """Backends and orientation of :func:`L_layer_model`'s arrays against ``layers_dims``."""
+    if (X_val is None) != (Y_val is None):
+        given = "X_val" if X_val is not None else "Y_val"
+        raise InputValidationError(f"X_val, Y_val: received only {given}; expected both or neither")
+    V.common_namespace({"X": X, "Y": Y, "X_val": X_val, "Y_val": Y_val})
+    for name, arr, rows, meaning in (
+        ("X", X, dims[0], "n_features"),
+        ("Y", Y, dims[-1], "n_classes"),
+        ("X_val", X_val, dims[0], "n_features"),
+        ("Y_val", Y_val, dims[-1], "n_classes"),
+    ):
+        if arr is None:
+            continue
+        V.check_ndim(name, arr, 2, f"({meaning}, m) with one column per sample")
+        if arr.shape[0] != rows:
+            hint = f"; samples must be columns: pass {name}.T" if arr.shape[1] == rows else ""
+            source = "first" if meaning == "n_features" else "last"
+            raise InputValidationError(
+                f"{name}: received shape {V.shape_of(arr)}; expected ({meaning}={rows}, m) to match the "
+                f"{source} entry of layers_dims {dims!r}{hint}"
+            )
+    return X_val, Y_val

@@ -1,0 +1,317 @@
+"""Mini-batch training with the report's early stopping, resumable step by step.
+
+Protocol (the report's Sections 4-6): each epoch visits the training set in a
+fresh order drawn on the host by a seeded NumPy generator (the last batch of
+an epoch may be smaller); one mini-batch is one step (:func:`train_step`).
+Every ``record_every`` steps the mini-batch cost is recorded and the
+validation cost (cross-entropy, inference mode) is computed; training stops
+when it improved by less than ``min_improvement`` since the previous check,
+or after ``num_iterations`` steps.  The parameters of the best validation
+check are returned.
+
+The dataset sits on the device once; inside the step loop nothing is copied
+between host and device and nothing synchronises, except the cost read-back
+at record steps and one small index upload per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np  # host-side RNG only
+
+from .. import validation as V
+from ..backends import backend_of, namespace_of
+from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
+from ..data import Dataset
+from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
+from ..losses import _cross_entropy, _l2_penalty
+from ..ops import ops_for
+from .config import TrainingConfig
+from .evaluation import evaluate_cost
+from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state
+from .step import train_step
+
+Array = Any
+
+
+def train(
+    train_data: Dataset,
+    config: TrainingConfig,
+    val_data: Dataset | None = None,
+    *,
+    state: TrainingState | None = None,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    checkpoint_callback: Callable[[TrainingState], None] | None = None,
+    blas_threads: int | str | None = "auto",
+) -> TrainingResult:
+    """Train (or resume from ``state``) and return a :class:`TrainingResult`.
+
+    ``blas_threads`` (NumPy-based backends): host BLAS threads during the
+    steps; ``"auto"`` caps them for small matrices (see
+    :mod:`backend_mlp.blas_threads`), an integer sets them, ``None`` leaves them.
+
+    Raises :class:`TrainingDivergedError` (``.result`` holds the best
+    parameters) on a non-finite cost and :class:`TrainingInterrupted`
+    (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
+    """
+    blas_threads = check_blas_threads(blas_threads)
+    _check_data(train_data, val_data, config)
+    xp = namespace_of(train_data.X_rows, train_data.Y_rows)
+    if state is None:
+        state = new_training_state(config, train_data.X_rows)
+    else:
+        _check_state(state, train_data, config)
+    for name, fn in (("callback", callback), ("checkpoint_callback", checkpoint_callback)):
+        if fn is not None and not callable(fn):
+            raise InputValidationError(f"{name}: received {type(fn).__name__}; expected a callable or None")
+    loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback, blas_threads)
+    loop.run()
+    return loop.result()
+
+
+def _check_data(train_data: Dataset, val_data: Dataset | None, config: TrainingConfig) -> None:
+    if not isinstance(config, TrainingConfig):
+        raise InputValidationError(f"config: received {type(config).__name__}; expected a TrainingConfig")
+    dims = config.layer_dims
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is None:
+            continue
+        if not isinstance(data, Dataset):
+            raise InputValidationError(
+                f"{name}: received {type(data).__name__}; expected a Dataset (Dataset.from_host or "
+                "Dataset.from_columns)"
+            )
+        if data.n_samples == 0:
+            raise InputValidationError(f"{name}: received 0 samples; expected at least one")
+        if data.n_features != dims[0]:
+            raise InputValidationError(
+                f"layer_dims: first entry is {dims[0]} but {name} has {data.n_features} features; "
+                "expected them to be equal"
+            )
+        if data.n_classes != dims[-1]:
+            raise InputValidationError(
+                f"layer_dims: last entry is {dims[-1]} but {name} has {data.n_classes} classes; "
+                "expected them to be equal"
+            )
+    if config.batch_size > train_data.n_samples:
+        raise InputValidationError(
+            f"batch_size: received {config.batch_size}; expected at most the {train_data.n_samples} "
+            "training samples"
+        )
+    if val_data is not None:
+        V.common_namespace({"train_data.X_rows": train_data.X_rows, "val_data.X_rows": val_data.X_rows})
+        V.check_same_dtype({"val_data.X_rows": val_data.X_rows}, "train_data.X_rows", train_data.X_rows.dtype)
+
+
+def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConfig) -> None:
+    """A state to resume from must match the data's backend, dtype and the configured architecture."""
+    if not isinstance(state, TrainingState):
+        raise InputValidationError(
+            f"state: received {type(state).__name__}; expected a TrainingState (new_training_state or a checkpoint)"
+        )
+    V.check_dict("state.parameters", state.parameters, "a dict of arrays")
+    named = {"train_data.X_rows": train_data.X_rows}
+    named.update({f"state.parameters[{k!r}]": v for k, v in state.parameters.items()})
+    V.check_dict("state.optimizer_state", state.optimizer_state, "a dict of arrays (the optimizer's init_state)")
+    named.update({f"state.optimizer_state[{k!r}]": v for k, v in state.optimizer_state.items()})
+    V.common_namespace(named)
+    V.check_same_dtype(named, "train_data.X_rows", train_data.X_rows.dtype)
+    expected = config.optimizer.init_state(state.parameters)
+    if sorted(expected) != sorted(state.optimizer_state):
+        raise InputValidationError(
+            f"state.optimizer_state: received keys {sorted(state.optimizer_state)!r}; expected "
+            f"{sorted(expected)!r}, the state of the configured optimizer {config.optimizer.name!r}"
+        )
+    dims = config.layer_dims
+    L = len(dims) - 1
+    missing = [k for l in range(1, L + 1) for k in (f"W{l}", f"b{l}") if k not in state.parameters]
+    if missing or V.check_parameter_shapes(state.parameters, L) != list(dims):
+        raise InputValidationError(
+            f"state.parameters: received keys {sorted(state.parameters)!r} whose shapes do not match "
+            f"layer_dims {list(dims)!r}; expected the state of a run with the same architecture"
+        )
+
+
+def shuffle_generator(seed: int) -> np.random.Generator:
+    """The host generator that draws each epoch's order (one ``permutation`` per epoch).
+
+    Separate from the initialisation stream of the same seed.
+    """
+    return np.random.default_rng((seed, 1))
+
+
+def batch_indices(n_samples: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """The host index arrays of every step, in the order :func:`train` visits them (endless).
+
+    Each epoch is a fresh permutation from :func:`shuffle_generator`; its last
+    batch may be smaller.  Code that must replay the training order
+    (benchmarks, tests, a user's own loop) takes it from here.
+    """
+    rng = shuffle_generator(seed)
+    while True:
+        order = rng.permutation(n_samples)
+        for start in range(0, n_samples, batch_size):
+            yield order[start : start + batch_size]
+
+
+class _Loop:
+    """The step loop of :func:`train`; one instance per call."""
+
+    def __init__(
+        self,
+        xp: Any,
+        train_data: Dataset,
+        val_data: Dataset | None,
+        config: TrainingConfig,
+        state: TrainingState,
+        callback: Callable[[ProgressEvent], None] | None,
+        checkpoint_callback: Callable[[TrainingState], None] | None,
+        blas_threads: int | str | None,
+    ) -> None:
+        self.xp = xp
+        self.data = train_data
+        self.val = val_data
+        self.config = config
+        self.state = state
+        self.callback = callback
+        self.checkpoint_callback = checkpoint_callback
+        self.backend = backend_of(train_data.X_rows)
+        self.L = len(config.layer_dims) - 1
+        self.rng = shuffle_generator(config.seed)
+        if state.rng_state is not None:
+            self.rng.bit_generator.state = state.rng_state
+        self.device_order: Array | None = None
+        self.ops = ops_for(self.backend.mutable_arrays)  # pure, or in place on fresh temporaries
+        self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
+
+    def run(self) -> None:
+        st = self.state
+        start = time.perf_counter() - st.elapsed_seconds
+        try:
+            with self.blas_threads.steps():
+                self._run_steps(start)
+        except KeyboardInterrupt:
+            st.elapsed_seconds = time.perf_counter() - start
+            raise TrainingInterrupted(st) from None
+        st.elapsed_seconds = time.perf_counter() - start
+
+    def _run_steps(self, start: float) -> None:
+        st, cfg = self.state, self.config
+        xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
+        while st.step < cfg.num_iterations and st.stopped_reason is None:
+            idx = self._next_batch_indices()
+            Xb = xp.take(X_rows, idx, axis=0).T
+            Yb = xp.take(Y_rows, idx, axis=0).T
+            before = st.parameters
+            out = train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops)
+            costs = None
+            if (st.step + 1) % cfg.record_every == 0:
+                costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
+            # commit the step only once it (and its record's measurements) is complete, so a
+            # Ctrl-C anywhere before this line leaves the state as it was before the step
+            st.parameters, st.optimizer_state, st.bn_state = out.parameters, out.optimizer_state, out.bn_state
+            st.position += Xb.shape[1]
+            st.step += 1
+            if costs is not None:
+                st.elapsed_seconds = time.perf_counter() - start
+                self._record(*costs)
+        if st.stopped_reason is None:
+            st.stopped_reason = "num_iterations"
+
+    def _next_batch_indices(self) -> Array:
+        st = self.state
+        n = self.data.n_samples
+        if st.order is None or st.position >= n:
+            if st.order is not None:
+                st.epochs_completed += 1
+            st.order = self.rng.permutation(n)
+            st.rng_state = self.rng.bit_generator.state
+            st.position = 0
+            self.device_order = None
+        if self.device_order is None:
+            self.device_order = self.backend.asarray(st.order)
+        end = min(st.position + self.config.batch_size, n)  # in-bounds slice stops (array API)
+        return self.device_order[st.position : end]
+
+    def _measure(
+        self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
+    ) -> tuple[float, float | None]:
+        """Host costs of a record step, changing nothing: the mini-batch cost (``AL`` was computed
+        with ``before``, L2 term included) and the validation cost with the updated ``params``."""
+        cfg, xp = self.config, self.xp
+        cost = _cross_entropy(xp, AL, Yb)
+        if cfg.l2_lambda:
+            weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
+            cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
+        val_cost = None if self.val is None else self.validation_cost(params, bn_state)
+        return float(cost), val_cost
+
+    def _record(self, train_cost: float, val_cost: float | None) -> None:
+        """Record the measured costs of the step just committed; early stopping and callbacks."""
+        st, cfg = self.state, self.config
+        params = st.parameters
+        st.costs.append((st.step, train_cost))
+        if val_cost is not None:
+            st.val_costs.append((st.step, val_cost))
+        if not math.isfinite(train_cost) or (val_cost is not None and not math.isfinite(val_cost)):
+            self._diverged(train_cost, val_cost)
+        if val_cost is not None:
+            if val_cost < st.best_val_cost:
+                st.best_val_cost, st.best_step = val_cost, st.step
+                st.best_parameters, st.best_bn_state = params, dict(st.bn_state)
+            if cfg.early_stopping and len(st.val_costs) >= 2:
+                improvement = st.val_costs[-2][1] - val_cost
+                if improvement < cfg.min_improvement:
+                    st.stopped_reason = "early_stopping"
+        if self.callback is not None:
+            self.callback(
+                ProgressEvent(
+                    st.step,
+                    st.epochs(self.data.n_samples),
+                    train_cost,
+                    val_cost,
+                    st.elapsed_seconds,
+                    cfg.num_iterations,
+                )
+            )
+        if self.checkpoint_callback is not None:
+            self.checkpoint_callback(st)
+
+    def validation_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> float:
+        """Cross-entropy on the whole validation set in inference mode (host float)."""
+        assert self.val is not None
+        with self.blas_threads.lifted():
+            return evaluate_cost(self.val, params, self.config, bn_state)
+
+    def _diverged(self, train_cost: float, val_cost: float | None) -> None:
+        st = self.state
+        st.stopped_reason = "diverged"
+        result = self.result()
+        error = TrainingDivergedError(
+            f"training diverged at step {st.step}: the cost became non-finite "
+            f"(train {train_cost}, validation {val_cost}); try a smaller learning rate than "
+            f"{self.config.learning_rate}. The best parameters seen so far "
+            f"(step {st.best_step}) are kept in the error's .result"
+        )
+        error.result = result  # type: ignore[attr-defined]
+        raise error
+
+    def result(self) -> TrainingResult:
+        st = self.state
+        params, bn_state = st.parameters, st.bn_state
+        if st.best_parameters is not None:
+            params, bn_state = st.best_parameters, st.best_bn_state or {}
+        return TrainingResult(
+            parameters=params,
+            bn_state=bn_state,
+            costs=[c for _, c in st.costs],
+            config=self.config,
+            state=st,
+            n_train=self.data.n_samples,
+        )
+
+
