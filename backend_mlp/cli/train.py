@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, resolve_backend, to_numpy
+from ..batchnorm import BatchNormConfig
 from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
-from ..config import BatchNormConfig
 from ..data import DATA_ENV, MnistSplits, prepare_mnist
 from ..errors import BackendMLPError, CheckpointError, InputValidationError, TrainingDivergedError
 from ..experiment import SECTIONS, summarize
