@@ -16,6 +16,7 @@ step calls those directly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -60,6 +61,9 @@ def count_layers(parameters: dict[str, Array]) -> int:
             f"parameters: received {type(parameters).__name__}; expected a dict with keys W1, b1, W2, b2, ..."
         )
     L = len(weight_keys(parameters))
+    required, allowed = _layer_keys(L)
+    if L and required.issubset(parameters) and allowed.issuperset(parameters):
+        return L  # the common case, decided with two set operations
     missing = [k for l in range(1, L + 1) for k in (f"W{l}", f"b{l}") if k not in parameters]
     if L == 0 or missing:
         raise InputValidationError(
@@ -73,6 +77,13 @@ def count_layers(parameters: dict[str, Array]) -> int:
             f"..., W{L}, b{L} (and gamma/beta of the hidden layers 1..{L - 1} only)"
         )
     return L
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_keys(L: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The keys an ``L``-layer parameter dict must have, and those it may have."""
+    required = frozenset(k for l in range(1, L + 1) for k in (f"W{l}", f"b{l}"))
+    return required, required | frozenset(k for l in range(1, L) for k in (f"gamma{l}", f"beta{l}"))
 
 
 def _layer_of(key: Any) -> int:

@@ -190,7 +190,36 @@ def check_has_samples(name: str, x: Array, axis: int = 1) -> None:
 
 
 def check_parameter_shapes(parameters: Mapping[str, Array], L: int) -> list[int]:
-    """Shapes chain: ``W{l}`` (n_l, n_{l-1}), ``b{l}``/``gamma{l}``/``beta{l}`` (n_l, 1); returns the sizes."""
+    """Shapes chain: ``W{l}`` (n_l, n_{l-1}), ``b{l}``/``gamma{l}``/``beta{l}`` (n_l, 1); returns the sizes.
+
+    The common case (every shape right) is decided without building any message;
+    anything else goes through the detailed checks that name the argument.
+    """
+    dims = _chained_sizes(parameters, L)
+    return dims if dims is not None else _check_parameter_shapes_in_detail(parameters, L)
+
+
+def _chained_sizes(parameters: Mapping[str, Array], L: int) -> list[int] | None:
+    """``[n_0, ..., n_L]`` when every parameter has its shape, else ``None``."""
+    try:
+        dims = [int(parameters["W1"].shape[1])]
+        for l in range(1, L + 1):
+            shape = tuple(parameters[f"W{l}"].shape)
+            if len(shape) != 2 or shape[1] != dims[-1] or shape[0] == 0 or shape[1] == 0:
+                return None
+            column = (shape[0], 1)
+            if tuple(parameters[f"b{l}"].shape) != column:
+                return None
+            scale_shift = (f"gamma{l}", f"beta{l}") if l < L else ()
+            if any(k in parameters and tuple(parameters[k].shape) != column for k in scale_shift):
+                return None
+            dims.append(shape[0])
+        return dims
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return None
+
+
+def _check_parameter_shapes_in_detail(parameters: Mapping[str, Array], L: int) -> list[int]:
     W1 = check_array("parameters['W1']", parameters["W1"])
     check_ndim("parameters['W1']", W1, 2, "(n_1, n_features)")
     dims = [int(W1.shape[1])]
