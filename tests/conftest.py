@@ -91,6 +91,11 @@ def backend_params(names: tuple[str, ...] = SELECTED_BACKENDS) -> list[Any]:
     return [pytest.param(n, id=n, marks=[pytest.mark.gpu] if n == "cupy" else []) for n in names]
 
 
+def foreign_backend(backend: Backend) -> Backend:
+    """A backend of another library than ``backend``, to mix with it: NumPy, or array-api-strict for NumPy."""
+    return get_backend("array_api_strict" if backend.library == "numpy" else REFERENCE_BACKEND)
+
+
 @pytest.fixture(params=backend_params())
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each selected backend in turn (skipped where unavailable)."""

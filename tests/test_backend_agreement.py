@@ -94,6 +94,7 @@ def one_step(backend: Any, dtype: str, mode: str) -> dict[str, Any]:
     AL, caches = L_model_forward(Xb, params, bn or False, bn_state=state)
     cost = compute_cost(AL, Yb, params, l2)
     grads = L_model_backward(AL, Yb, caches, l2_lambda=l2)
+    assert all(backend_mlp.backend_of(a).name == backend.name for a in (AL, cost, *grads.values()))
     return {
         "AL": to_numpy(AL),
         "cost": to_numpy(cost),
@@ -115,6 +116,7 @@ def train(backend: Any, dtype: str, mode: str, steps: int = STEPS) -> dict[str, 
         grads = L_model_backward(AL, Y, caches, l2_lambda=l2)
         params = update_parameters(params, grads, LEARNING_RATE)
     AL_eval, _ = L_model_forward(X_all, params, bn or False, training=False, bn_state=state)
+    assert all(backend_mlp.backend_of(a).name == backend.name for a in (AL_eval, *params.values()))
     return {
         "costs": np.array(costs),
         "params": backend_mlp.tree_to_numpy(params),

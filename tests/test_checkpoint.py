@@ -1,4 +1,10 @@
-"""Checkpoint files: exact round trips across backends, every CheckpointError, atomic writes."""
+"""Checkpoint files: exact round trips across backends, every CheckpointError, atomic writes.
+
+The round trips run on each selected backend (conftest ``backend``): a state
+trained there is saved, loaded back there, or a NumPy state is moved there and
+back.  The errors, the compatibility check and the atomic writes are about the
+file format and the file system and stay on the host (a NumPy state).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend_mlp import BatchNormConfig, CheckpointError, resolve_backend, to_numpy
+from backend_mlp import BatchNormConfig, CheckpointError, to_numpy
 from backend_mlp.backends import backend_of
 from backend_mlp.checkpoint import (
     FORMAT_VERSION,
@@ -26,13 +32,13 @@ from backend_mlp.data import Dataset
 from backend_mlp.training import TrainingConfig, TrainingInterrupted, TrainingState, train
 
 
-def _data(dtype: str = "float64") -> tuple[Dataset, Dataset]:
+def _data(dtype: str = "float64", device: Any = "numpy") -> tuple[Dataset, Dataset]:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 12))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
     return (
-        Dataset.from_host(X[:350], y[:350], n_classes=3, dtype=dtype),
-        Dataset.from_host(X[350:], y[350:], n_classes=3, dtype=dtype),
+        Dataset.from_host(X[:350], y[:350], n_classes=3, dtype=dtype, device=device),
+        Dataset.from_host(X[350:], y[350:], n_classes=3, dtype=dtype, device=device),
     )
 
 
@@ -42,9 +48,11 @@ def _config(batchnorm: bool = True, **kw: Any) -> TrainingConfig:
     return TrainingConfig(batchnorm=BatchNormConfig() if batchnorm else None, **base)
 
 
-def _interrupted_state(config: TrainingConfig, at: int = 50, dtype: str = "float64") -> TrainingState:
-    """A mid-epoch state with best parameters, recorded costs and an RNG state."""
-    train_data, val_data = _data(dtype)
+def _interrupted_state(
+    config: TrainingConfig, at: int = 50, dtype: str = "float64", device: Any = "numpy"
+) -> TrainingState:
+    """A mid-epoch state with best parameters, recorded costs and an RNG state, trained on ``device``."""
+    train_data, val_data = _data(dtype, device)
 
     def stop(event: Any) -> None:
         if event.step == at:
@@ -57,7 +65,23 @@ def _interrupted_state(config: TrainingConfig, at: int = 50, dtype: str = "float
 
 @pytest.fixture(scope="module")
 def state() -> TrainingState:
+    """A NumPy state: the one moved across backends, and the one the file-format tests save."""
     return _interrupted_state(_config())
+
+
+@pytest.fixture
+def backend_state(backend: Any) -> TrainingState:
+    """The same state trained on the backend under test."""
+    trained = _interrupted_state(_config(), device=backend)
+    _assert_on(backend, trained)
+    return trained
+
+
+def _assert_on(backend: Any, state: TrainingState) -> None:
+    """Every array of ``state`` lives on ``backend``."""
+    for group in ("parameters", "bn_state", "best_parameters", "best_bn_state"):
+        for k, v in (getattr(state, group) or {}).items():
+            assert backend_of(v).name == backend.name, f"{group}[{k!r}]"
 
 
 def _host(tree: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
@@ -87,14 +111,16 @@ def _assert_states_equal(a: TrainingState, b: TrainingState) -> None:
 # --------------------------------------------------------------------------- round trips
 
 
-def test_round_trip_numpy(tmp_path: Path, state: TrainingState) -> None:
+def test_round_trip(tmp_path: Path, backend: Any, backend_state: TrainingState) -> None:
     config = _config()
-    path = save_checkpoint(tmp_path / "c.npz", config, state, extra={"split_seed": 0, "device": "numpy"})
+    state = backend_state
+    path = save_checkpoint(tmp_path / "c.npz", config, state, extra={"split_seed": 0, "device": backend.name})
     assert path == tmp_path / "c.npz"
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, device=backend)
     assert isinstance(ckpt, Checkpoint)
+    _assert_on(backend, ckpt.state)
     assert ckpt.config == config and ckpt.dtype == "float64" and ckpt.format_version == FORMAT_VERSION
-    assert ckpt.extra == {"split_seed": 0, "device": "numpy"} and ckpt.kind == "checkpoint"
+    assert ckpt.extra == {"split_seed": 0, "device": backend.name} and ckpt.kind == "checkpoint"
     assert 0 < state.position < 350 and state.best_parameters is not None and state.bn_state
     _assert_states_equal(ckpt.state, state)
     assert ckpt.state.order.dtype == np.int64
@@ -104,13 +130,12 @@ def test_round_trip_numpy(tmp_path: Path, state: TrainingState) -> None:
     assert a.permutation(50).tolist() == b.permutation(50).tolist()
 
 
-@pytest.mark.parametrize("device", ["array_api_strict", "torch"])
-def test_round_trip_across_backends(tmp_path: Path, state: TrainingState, device: str) -> None:
-    pytest.importorskip(device)
+def test_round_trip_across_backends(tmp_path: Path, state: TrainingState, backend: Any) -> None:
+    """A NumPy checkpoint loaded onto ``backend``, saved from there and loaded back on NumPy."""
     config = _config()
     save_checkpoint(tmp_path / "a.npz", config, state)
-    there = load_checkpoint(tmp_path / "a.npz", device=device)
-    assert backend_of(there.state.parameters["W1"]).name.split(":")[0] == resolve_backend(device).name.split(":")[0]
+    there = load_checkpoint(tmp_path / "a.npz", device=backend.name)
+    _assert_on(backend, there.state)
     _assert_states_equal(there.state, state)  # identical values through host copies
     save_checkpoint(tmp_path / "b.npz", config, there.state)  # saved from the other backend
     back = load_checkpoint(tmp_path / "b.npz")
@@ -118,32 +143,38 @@ def test_round_trip_across_backends(tmp_path: Path, state: TrainingState, device
     _assert_states_equal(back.state, state)
 
 
-def test_round_trip_float32_without_batchnorm(tmp_path: Path) -> None:
+def test_round_trip_float32_without_batchnorm(tmp_path: Path, backend: Any) -> None:
     config = _config(batchnorm=False)
-    state = _interrupted_state(config, at=30, dtype="float32")
+    state = _interrupted_state(config, at=30, dtype="float32", device=backend)
     save_checkpoint(tmp_path / "c.npz", config, state)
-    ckpt = load_checkpoint(tmp_path / "c.npz")
+    ckpt = load_checkpoint(tmp_path / "c.npz", device=backend)
+    _assert_on(backend, ckpt.state)
+    assert ckpt.state.parameters["W1"].dtype == backend.dtype("float32")
     assert ckpt.dtype == "float32" and ckpt.state.bn_state == {} and ckpt.state.best_bn_state == {}
     _assert_states_equal(ckpt.state, state)
 
 
-def test_fresh_state_round_trip(tmp_path: Path) -> None:
+def test_fresh_state_round_trip(tmp_path: Path, backend: Any) -> None:
     from backend_mlp.training import new_training_state
 
     config = _config()
-    fresh = new_training_state(config, _data()[0])
+    fresh = new_training_state(config, _data(device=backend)[0])
+    _assert_on(backend, fresh)
     save_checkpoint(tmp_path / "c.npz", config, fresh)
-    ckpt = load_checkpoint(tmp_path / "c.npz")
+    ckpt = load_checkpoint(tmp_path / "c.npz", device=backend)
+    _assert_on(backend, ckpt.state)
     assert ckpt.state.order is None and ckpt.state.rng_state is None and ckpt.state.best_parameters is None
     assert ckpt.state.best_val_cost == float("inf")
     _assert_trees_equal(ckpt.state.parameters, fresh.parameters)
 
 
-def test_model_round_trip(tmp_path: Path, state: TrainingState) -> None:
+def test_model_round_trip(tmp_path: Path, backend: Any, backend_state: TrainingState) -> None:
     config = _config()
+    state = backend_state
     assert state.best_parameters is not None
     save_model(tmp_path / "m.npz", config, state.best_parameters, state.best_bn_state, extra={"k": [1, 2]}, state=state)
-    model = load_model(tmp_path / "m.npz")
+    model = load_model(tmp_path / "m.npz", device=backend)
+    _assert_on(backend, model.state)
     assert model.kind == "model" and model.extra == {"k": [1, 2]} and model.config == config
     assert model.state.step == state.step and model.state.best_step == state.best_step
     assert model.state.best_parameters is None and model.state.order is None
@@ -151,12 +182,15 @@ def test_model_round_trip(tmp_path: Path, state: TrainingState) -> None:
     _assert_trees_equal(model.bn_state, state.best_bn_state)
     # a full checkpoint also loads as a model: its best parameters
     save_checkpoint(tmp_path / "c.npz", config, state)
-    _assert_trees_equal(load_model(tmp_path / "c.npz", device="cpu").parameters, state.best_parameters)
+    on_host = load_model(tmp_path / "c.npz", device="cpu").parameters
+    assert all(isinstance(v, np.ndarray) for v in on_host.values())
+    _assert_trees_equal(on_host, state.best_parameters)
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         load_checkpoint(tmp_path / "m.npz")
 
 
 # --------------------------------------------------------------------------- errors
+# host-only down to the end: the file format, the compatibility check and the file system
 
 
 def _rewrite(path: Path, mutate: Any) -> None:

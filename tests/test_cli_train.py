@@ -4,6 +4,13 @@ Runs on a small synthetic MNIST-shaped IDX dataset written into a temporary
 folder (2,000 training / 500 test 28x28 images whose class is a bright band at a
 class-dependent height), so no real data or network is needed; the one test on
 the real files is marked ``mnist`` and reads ``BACKEND_MLP_DATA``.
+
+The short run and the divergence run train with ``--device`` set to each
+selected backend (conftest ``backend``).  The rest stays on the host (the
+default ``cpu``): argument parsing and one-line errors, which fail before any
+training; plotting; the data fingerprint check; the real-MNIST run (the CI's
+NumPy run); and Ctrl-C in a subprocess, which is about signals and files (the
+resumed arithmetic is compared per backend in ``test_resume.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ SCRIPT = REPO / "scripts" / "train_mnist.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HYPERPARAMETERS = {
     "layer_dims", "learning_rate", "num_iterations", "batch_size", "l2_lambda", "batchnorm", "seed",
-    "record_every", "early_stopping", "min_improvement",
+    "record_every", "early_stopping", "min_improvement", "optimizer",
 }
 
 
@@ -61,10 +68,12 @@ def _one_error_line(err: str) -> str:
 # --------------------------------------------------------------------------- a short run
 
 
-def test_short_run_writes_everything(synthetic_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_short_run_writes_everything(
+    synthetic_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture, backend: Any
+) -> None:
     out = tmp_path / "run"
     argv = ["--data-dir", str(synthetic_mnist), "--max-steps", "300", "--lr", "0.05", "--out", str(out),
-            "--threads", "1"]
+            "--threads", "1", "--device", backend.name]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     # plain progress lines when stdout is not a terminal
@@ -80,18 +89,21 @@ def test_short_run_writes_everything(synthetic_mnist: Path, tmp_path: Path, caps
     model = load_model(out / "model.npz")
     assert model.kind == "model" and model.config.learning_rate == 0.05 and model.extra["split_seed"] == 0
     ckpt = load_checkpoint(out / "checkpoint.npz")
-    assert ckpt.state.step == 300 and ckpt.extra["device"] == "numpy"
+    assert ckpt.state.step == 300 and ckpt.extra["device"] == backend.name and metrics["device"] == backend.name
     # resuming a finished run with a larger --max-steps extends it (explicit --max-steps may differ)
     assert main(["--resume", str(out / "checkpoint.npz"), "--max-steps", "400", "--quiet", "--threads", "1"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 400
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["steps"] == 400 and resumed["device"] == backend.name  # resumed on the same backend
     assert capsys.readouterr().out == ""
     _no_partial_files(out)
 
 
-def test_divergence_saves_and_fails(synthetic_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_divergence_saves_and_fails(
+    synthetic_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture, backend: Any
+) -> None:
     out = tmp_path / "run"
     argv = ["--data-dir", str(synthetic_mnist), "--lr", "1e100", "--record-every", "5", "--max-steps", "50",
-            "--no-early-stopping", "--out", str(out), "--quiet", "--threads", "1"]
+            "--no-early-stopping", "--out", str(out), "--quiet", "--threads", "1", "--device", backend.name]
     assert main(argv) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert "diverged" in line and "model.npz" in line
@@ -267,6 +279,7 @@ def test_short_real_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         assert key in metrics, key
     assert set(metrics["hyperparameters"]) == HYPERPARAMETERS
     assert metrics["hyperparameters"]["batchnorm"] is not None and metrics["hyperparameters"]["learning_rate"] == 0.1
+    assert metrics["hyperparameters"]["optimizer"] == {"name": "sgd"}
     assert metrics["steps"] == 300 and metrics["n_train"] == 48000 and metrics["n_test"] == 10000
     assert metrics["device"] == "numpy" and metrics["dtype"] == "float64" and metrics["seed"] == 0
     assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]

@@ -98,6 +98,7 @@ def entrywise_relative_error(analytic: Any, numeric: np.ndarray) -> float:
 
 
 def assert_gradient(error_log, check, backend, analytic, numeric, what) -> None:
+    assert backend_mlp.backend_of(analytic).name == backend.name, f"{what} was not computed on {backend}"
     err = error_log.record(check, backend, "float64", entrywise_relative_error(analytic, numeric))
     assert err < MAX_RELATIVE_ERROR, (
         f"{what} on {backend}: max relative error {err:.3e} >= {MAX_RELATIVE_ERROR:.0e}\n"
@@ -119,7 +120,11 @@ def relu_inputs(caches) -> list[np.ndarray]:
 
 
 def make_problem(dims: list[int], m: int, bn: BatchNormConfig | None, seed: int) -> Problem:
-    """Random data and (non-trivial) parameters whose ReLU inputs keep away from the kink."""
+    """Random data and (non-trivial) parameters whose ReLU inputs keep away from the kink.
+
+    Built and screened on the host (NumPy), so every backend gets the identical problem; the
+    tests then place it on the backend under test.
+    """
     for attempt in range(50):
         rng = np.random.default_rng([seed, attempt])
         params = backend_mlp.initialize_parameters(dims, seed + attempt, device="numpy", use_batchnorm=bn or False)
@@ -195,7 +200,9 @@ def test_cost_matches_hand_formula_with_l2(backend):
     problem = make_problem([4, 3, 2], 5, None, seed=3)
     params = {k: backend.asarray(v) for k, v in problem.params.items()}
     AL, _ = L_model_forward(backend.asarray(problem.X), params)
-    cost = float(compute_cost(AL, backend.asarray(problem.Y), params, 0.7))
+    cost_array = compute_cost(AL, backend.asarray(problem.Y), params, 0.7)
+    assert backend_mlp.backend_of(cost_array).name == backend.name and cost_array.ndim == 0
+    cost = float(cost_array)
     AL_host = to_numpy(AL)
     expected = -np.sum(problem.Y * np.log(AL_host)) / 5 + 0.7 / (2 * 5) * sum(
         np.sum(problem.params[k] ** 2) for k in ("W1", "W2")
@@ -220,6 +227,7 @@ def test_check_detects_gradient_that_ignores_batch_statistics(backend):
     exact = L_model_backward(AL, Y, caches)
     AL, caches = L_model_forward(X, params, BatchNormConfig(backprop_statistics=False))
     wrong = L_model_backward(AL, Y, caches)
+    assert backend_mlp.backend_of(wrong["dW1"]).name == backend_mlp.backend_of(exact["dW1"]).name == backend.name
     assert entrywise_relative_error(exact["dW1"], numeric) < MAX_RELATIVE_ERROR
     assert entrywise_relative_error(wrong["dW1"], numeric) > 1e-3
     np.testing.assert_array_equal(to_numpy(wrong["dW2"]), to_numpy(exact["dW2"]))

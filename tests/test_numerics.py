@@ -1,5 +1,10 @@
 """Numerical robustness: extreme logits, zero probabilities, degenerate batch norm,
-running statistics, inference mode and initialisation."""
+running statistics, inference mode and initialisation.
+
+Every test runs on each selected backend (conftest ``backend``) and checks that
+its results live there; only the validation of :class:`BatchNormConfig`, which
+holds no arrays, is host-only.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,12 @@ def smallest_normal(dtype: str) -> float:
     return float(np.finfo(dtype).smallest_normal)
 
 
+def assert_on(backend, *arrays) -> None:
+    """Every array was computed by ``backend`` (not silently on the host)."""
+    for a in arrays:
+        assert backend_mlp.backend_of(a).name == backend.name, f"{type(a).__module__} array, expected {backend}"
+
+
 # ----------------------------------------------------------------------------- softmax and cost
 
 
@@ -54,11 +65,13 @@ def test_softmax_of_extreme_logits_is_finite(backend, dtype, tol):
     Z = backend.asarray(EXTREME_LOGITS, dtype)
     S, cache = softmax(Z)
     S_host = to_numpy(S)
+    assert_on(backend, S)
     assert S.dtype == backend.dtype(dtype)
     assert np.all(np.isfinite(S_host))
     np.testing.assert_allclose(S_host, EXTREME_PROBS, **tol)
     np.testing.assert_allclose(S_host.sum(axis=0), 1.0, **tol)
     dZ = softmax_backward(backend.asarray(np.ones((3, 5)), dtype), cache)
+    assert_on(backend, dZ)
     assert np.all(np.isfinite(to_numpy(dZ)))
 
 
@@ -82,6 +95,7 @@ def test_network_with_huge_logits_stays_finite(backend, dtype, scale):
     AL, caches = L_model_forward(X, params)
     cost = compute_cost(AL, Y, params, 0.7)
     grads = L_model_backward(AL, Y, caches, l2_lambda=0.7)
+    assert_on(backend, AL, cost, *grads.values())
     assert np.all(np.isfinite(to_numpy(AL))) and np.isfinite(float(cost))
     assert all(np.all(np.isfinite(to_numpy(g))) for g in grads.values())
     # the logits really are extreme
@@ -135,6 +149,7 @@ def test_batchnorm_constant_feature_is_finite(backend, dtype, constant):
     gamma, beta = 1.0 + rng.random((3, 1)), rng.standard_normal((3, 1))
     dev = backend.asarray
     out, cache = apply_batchnorm(dev(A, dtype), dev(gamma, dtype), dev(beta, dtype))
+    assert_on(backend, out)
     out_host = to_numpy(out).astype(np.float64)
     beta_host = to_numpy(dev(beta, dtype)).astype(np.float64)
     assert np.all(np.isfinite(out_host))
@@ -143,6 +158,7 @@ def test_batchnorm_constant_feature_is_finite(backend, dtype, constant):
     np.testing.assert_allclose(out_host[1], np.full(6, beta_host[1, 0]), rtol=0, atol=atol)
     dout = rng.standard_normal((3, 6))
     dA, dgamma, dbeta = batchnorm_backward(dev(dout, dtype), cache)
+    assert_on(backend, dA, dgamma, dbeta)
     for g in (dA, dgamma, dbeta):
         assert np.all(np.isfinite(to_numpy(g)))
     if constant == 4.25:
@@ -178,6 +194,7 @@ def test_network_batch_of_one_with_batchnorm(backend, dtype, position):
     Y = backend.asarray(np.array([[1.0], [0.0]]), dtype)
     AL, caches = L_model_forward(X, params, bn, bn_state=state)
     grads = L_model_backward(AL, Y, caches, l2_lambda=0.7)
+    assert_on(backend, AL, *grads.values(), *state.values())
     assert np.all(np.isfinite(to_numpy(AL))) and np.isfinite(float(compute_cost(AL, Y, params, 0.7)))
     for k, g in grads.items():
         assert np.all(np.isfinite(to_numpy(g))), k
@@ -264,6 +281,7 @@ def test_running_statistics_match_hand_computation(backend, dtype, bn):
         )
         np.testing.assert_allclose(to_numpy(AL), AL_hand, rtol=rtol, atol=rtol)
         assert set(state) == set(host_state)
+        assert_on(backend, AL, *state.values())
         for k in host_state:
             assert state[k].dtype == backend.dtype(dtype)
             np.testing.assert_allclose(to_numpy(state[k]), host_state[k], rtol=rtol, atol=rtol, err_msg=k)
@@ -292,6 +310,7 @@ def test_inference_uses_running_statistics(backend, dtype, bn):
     # inference leaves the running statistics alone
     for k, v in backend_mlp.tree_to_numpy(state).items():
         np.testing.assert_array_equal(v, frozen[k], err_msg=k)
+    assert_on(backend, AL_infer, predict(X, params, bn, state), *state.values())
     # predict_proba / predict are the inference forward
     np.testing.assert_array_equal(to_numpy(predict_proba(X, params, bn, state)), to_numpy(AL_infer))
     np.testing.assert_array_equal(to_numpy(predict(X, params, bn, state)), np.argmax(to_numpy(AL_infer), axis=0))
@@ -361,6 +380,7 @@ def test_initialisation_identical_on_every_backend(backend, dtype):
     params = initialize_parameters(dims, 42, device=backend, dtype=dtype, use_batchnorm=True)
     reference = initialize_parameters(dims, 42, device="numpy", dtype=dtype, use_batchnorm=True)
     assert list(params) == list(host)
+    assert_on(backend, *params.values())
     for k, v in params.items():
         assert v.dtype == backend.dtype(dtype)
         np.testing.assert_array_equal(to_numpy(v), host[k].astype(dtype), err_msg=k)
@@ -372,6 +392,6 @@ def test_initialisation_identical_on_every_backend(backend, dtype):
     [{"position": "middle"}, {"momentum": 1.5}, {"momentum": -0.1}, {"eps": 0.0}],
     ids=["position", "momentum-high", "momentum-low", "eps"],
 )
-def test_batchnorm_config_validation(kwargs):
+def test_batchnorm_config_validation(kwargs):  # host-only: a configuration, no arrays
     with pytest.raises(InputValidationError, match=next(iter(kwargs))):
         BatchNormConfig(**kwargs)

@@ -67,7 +67,8 @@ def problem(backend, m: int = 6, dtype: str = "float64", seed: int = 0, X_host: 
     X = rng.standard_normal((DIMS[0], m)) if X_host is None else X_host
     labels = np.arange(m) % DIMS[-1]
     Y = np.eye(DIMS[-1])[:, labels]
-    return backend.asarray(X, dtype), backend.asarray(Y, dtype), initialize_parameters(DIMS, 0, device=backend, dtype=dtype)
+    params = initialize_parameters(DIMS, 0, device=backend, dtype=dtype)
+    return backend.asarray(X, dtype), backend.asarray(Y, dtype), params
 
 
 def cast(backend, x, dtype: str):
