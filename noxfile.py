@@ -149,4 +149,12 @@ NUMERIC_TESTS = (
     "tests/test_numerics.py",
     "tests/test_validation.py",
     "tests/test_estimator.py",
+    "tests/test_properties.py",
+    "tests/test_step.py",
+    "tests/test_optimizer_seam.py",
+    "tests/test_training_loop.py",
+    "tests/test_resume.py",
+    "tests/test_checkpoint.py",
+    "tests/test_blas_threads.py",
+    "tests/test_cli_train.py",
 )

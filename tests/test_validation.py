@@ -192,6 +192,7 @@ def test_labels_out_of_range(labels, words):  # host-only: the data layer checks
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NaN through a matmul, on purpose
 def test_non_finite_inputs(backend, bad):
     X_host = np.random.default_rng(0).standard_normal((DIMS[0], 6))
     X_host[2, 3] = bad
