@@ -18,7 +18,7 @@ for bad arguments or data (wrong number of features included);
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
 import os
 from typing import Any
@@ -28,8 +28,9 @@ import numpy as np
 from . import validation as V
 from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
 from .batchnorm import BatchNormConfig, as_batchnorm_config
-from .data import Dataset, to_host
+from .data import Dataset, split_train_validation, to_host
 from .errors import InputValidationError, NotFittedError, TrainingDivergedError
+from .files import json_ready
 from .network import predict_proba as _network_predict_proba
 from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
 
@@ -183,17 +184,16 @@ class MLPClassifier:
         n_samples, n_features = X_host.shape
 
         if early:
-            n_val = max(1, int(math.ceil(fraction * n_samples)))
-            if n_samples - n_val < 1:
+            if n_samples < 2:
                 raise InputValidationError(
                     f"X: received {n_samples} sample(s); expected at least 2 when early_stopping=True "
-                    f"(validation_fraction={fraction} holds out {n_val}); pass more data or early_stopping=False"
+                    f"(validation_fraction={fraction} holds out at least one); pass more data or early_stopping=False"
                 )
-            order = np.random.default_rng((seed, 2)).permutation(n_samples)
-            val_idx, train_idx = order[:n_val], order[n_val:]
+            # the data layer's one split, on its own stream of the seed (initialisation uses the seed itself)
+            X_train, y_train, X_val, y_val = split_train_validation(X_host, y_index, fraction, seed=(seed, 2))
         else:
-            train_idx, val_idx = np.arange(n_samples), None
-        n_train = len(train_idx)
+            X_train, y_train, X_val, y_val = X_host, y_index, None, None
+        n_train = X_train.shape[0]
 
         batch_size = V.check_positive_int("batch_size", self.batch_size)
         if batch_size > n_train:
@@ -215,10 +215,10 @@ class MLPClassifier:
             min_improvement=self.min_improvement,
         )
         k = len(classes)
-        train_data = Dataset.from_host(X_host[train_idx], y_index[train_idx], n_classes=k, device=backend, dtype=dtype)
+        train_data = Dataset.from_host(X_train, y_train, n_classes=k, device=backend, dtype=dtype)
         val_data = None
-        if val_idx is not None:
-            val_data = Dataset.from_host(X_host[val_idx], y_index[val_idx], n_classes=k, device=backend, dtype=dtype)
+        if X_val is not None:
+            val_data = Dataset.from_host(X_val, y_val, n_classes=k, device=backend, dtype=dtype)
         result = train(train_data, config, val_data, callback=_print_progress if self.verbose else None)
         _check_finite_parameters(result)
 
@@ -301,13 +301,13 @@ class MLPClassifier:
                 f"classes_: received labels of dtype {classes.dtype}; expected integer, float, boolean or string "
                 "labels to save a model"
             )
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params = {k: json_ready(v) for k, v in self.get_params().items()}
         params["batchnorm"] = _batchnorm_to_json(self.batchnorm)
         params["device"] = self.device if isinstance(self.device, str) else self.backend_.name
         params["dtype"] = self.dtype_
         extra = {
             "estimator": type(self).__name__,
-            "classes": [_jsonable(c) for c in classes.tolist()],
+            "classes": [json_ready(c) for c in classes.tolist()],
             "classes_dtype": classes.dtype.str,
             "n_features_in": self.n_features_in_,
             "params": params,
@@ -479,25 +479,8 @@ def _check_finite_parameters(result: TrainingResult) -> None:
             raise error
 
 
-def _jsonable(value: Any) -> Any:
-    """NumPy scalars to Python scalars and tuples to lists, recursively (for the file's JSON metadata)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _batchnorm_to_json(value: Any) -> Any:
-    if isinstance(value, BatchNormConfig):
-        return {
-            "position": value.position,
-            "affine": value.affine,
-            "momentum": value.momentum,
-            "eps": value.eps,
-            "backprop_statistics": value.backprop_statistics,
-        }
-    return bool(value)
+    return dataclasses.asdict(value) if isinstance(value, BatchNormConfig) else bool(value)
 
 
 def _batchnorm_from_json(value: Any) -> bool | BatchNormConfig:

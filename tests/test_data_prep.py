@@ -86,8 +86,11 @@ def test_split_rejects_bad_fraction(fraction: object) -> None:
 
 
 def test_split_rejects_empty_part_and_mismatch() -> None:
+    # a small fraction still validates on one sample; a single sample cannot be split at all
+    _, _, val_x, _ = split_train_validation(np.zeros((10, 2)), np.zeros(10), 0.01)
+    assert val_x.shape == (1, 2)
     with pytest.raises(InputValidationError, match="at least one"):
-        split_train_validation(np.zeros((10, 2)), np.zeros(10), 0.01)
+        split_train_validation(np.zeros((1, 2)), np.zeros(1), 0.5)
     with pytest.raises(InputValidationError, match="same number of samples"):
         split_train_validation(np.zeros((10, 2)), np.zeros(9), 0.2)
 

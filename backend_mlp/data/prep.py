@@ -95,13 +95,14 @@ def split_train_validation(
     images: Any,
     labels: Any,
     validation_fraction: float = 0.2,
-    seed: int | None = 0,
+    seed: int | tuple[int, ...] | None = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shuffle with ``np.random.default_rng(seed).permutation`` and split off a validation set.
 
     ``images`` ``(m, ...)`` and ``labels`` ``(m,)`` have one sample per row.
     Returns ``(train_images, train_labels, val_images, val_labels)``; the first
-    ``m - round(m * validation_fraction)`` shuffled samples are the training part.
+    ``m - max(1, round(m * validation_fraction))`` shuffled samples are the training part.
+    ``seed`` is anything ``np.random.default_rng`` takes (an integer, a tuple of them, ``None``).
     This is the report protocol's split (:func:`~backend_mlp.data.splits.prepare_mnist`
     applies the same order).
     """
@@ -122,7 +123,7 @@ def split_train_validation(
             "with the same number of samples m"
         )
     m = x.shape[0]
-    n_val = round(m * float(validation_fraction))
+    n_val = max(1, round(m * float(validation_fraction)))  # at least one sample to validate on
     if n_val < 1 or n_val > m - 1:
         raise InputValidationError(
             f"validation_fraction: {validation_fraction} of {m} samples gives {n_val} validation and "

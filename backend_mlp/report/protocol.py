@@ -20,7 +20,7 @@ from ..batchnorm import BatchNormConfig
 from ..data import MnistSplits
 from ..errors import TrainingDivergedError
 from ..experiment import SECTIONS, run_experiment, summarize
-from ..network import L_model_forward
+from ..network import L_model_forward, _accuracy
 from ..training import TrainingConfig, TrainingResult
 
 SECTION_TITLES: dict[str, str] = {
@@ -96,6 +96,5 @@ def batch_statistics_accuracy(result: TrainingResult, splits: MnistSplits) -> di
     out = {}
     for name, data in (("val", splits.val), ("test", splits.test)):
         AL, _ = L_model_forward(data.X, result.parameters, bn, training=True, bn_state=None)
-        hits = xp.argmax(AL, axis=0) == xp.argmax(data.Y, axis=0)
-        out[f"{name}_accuracy_batch_statistics"] = float(xp.mean(xp.astype(hits, data.X_rows.dtype)))
+        out[f"{name}_accuracy_batch_statistics"] = _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
     return out
