@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SELECTED_BACKENDS
 from synthetic_mnist import write_synthetic_mnist
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,6 +28,9 @@ def test_readme_has_python_blocks() -> None:
     assert len(blocks) >= 3 and all("bm." in b for b in blocks)
 
 
+@pytest.mark.skipif(
+    "numpy" not in SELECTED_BACKENDS, reason="the examples choose their own (NumPy) backend: run in the NumPy session"
+)
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     if not os.environ.get("BACKEND_MLP_DATA"):
         (tmp_path / "mnist").mkdir()
