@@ -269,10 +269,11 @@ def L_model_backward(
         )
     l2_lambda = V.check_nonnegative_number("l2_lambda", l2_lambda, " (0 disables L2)")
     W_last = caches[-1].linear[1]
-    xp = V.common_namespace({"AL": AL, "Y": Y, "caches": W_last})
+    xp = shared_namespace([AL, Y, W_last]) or V.common_namespace({"AL": AL, "Y": Y, "caches": W_last})
     V.check_ndim("AL", AL, 2, "(n_classes, m) as returned by L_model_forward")
     V.check_real_floating("AL", AL, xp)
-    V.check_same_dtype({"Y": Y, "caches": W_last}, "AL", AL.dtype)
+    if Y.dtype != AL.dtype or W_last.dtype != AL.dtype:
+        V.check_same_dtype({"Y": Y, "caches": W_last}, "AL", AL.dtype)
     expected = (int(W_last.shape[0]), int(caches[0].linear[0].shape[1]))
     if V.shape_of(AL) != expected:
         raise InputValidationError(
@@ -356,7 +357,8 @@ def update_parameters(
     )
     for k, g in grads.items():
         p = parameters[k[1:]]
-        V.check_real_floating(f"parameters[{k[1:]!r}]", p, xp)
+        if not V.is_real_floating(p.dtype, xp):  # names are built only for the error message
+            V.check_real_floating(f"parameters[{k[1:]!r}]", p, xp)
         if g.shape != p.shape:
             raise InputValidationError(
                 f"grads[{k!r}]: received shape {V.shape_of(g)}; expected {V.shape_of(p)}, the shape of "

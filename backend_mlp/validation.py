@@ -56,6 +56,8 @@ def is_real_host_dtype(dtype: np.dtype) -> bool:
 
 
 def _is_real_number(value: Any) -> bool:
+    if type(value) is float or type(value) is int:  # the common case, without the slow ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
@@ -145,10 +147,14 @@ def check_ndim(name: str, x: Array, ndim: int, layout: str) -> None:
         )
 
 
+def is_real_floating(dtype: Any, xp: Any) -> bool:
+    """``dtype`` is float32 or float64 of namespace ``xp`` (``xp.isdtype`` is ten times slower on NumPy)."""
+    return dtype == xp.float64 or dtype == xp.float32
+
+
 def check_real_floating(name: str, x: Array, xp: Any) -> None:
     """``x`` has a real floating dtype (float32 or float64)."""
-    dtype = x.dtype
-    if not (dtype == xp.float64 or dtype == xp.float32):  # xp.isdtype is ten times slower on NumPy
+    if not is_real_floating(x.dtype, xp):
         raise InputValidationError(
             f"{name}: received dtype {dtype_name(x.dtype)}; expected float32 or float64 "
             "(convert first, e.g. X.astype('float64'))"
