@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
+from ..backends.blas_threads import BlasThreadLimit
 from ..data import Dataset
 from ..initialization import initialize_batchnorm_state, initialize_parameters_host
 from ..losses import compute_cost
@@ -104,7 +105,10 @@ class FunctionalSide(BackendMLPSide):
 
     Per step: gather the batch, ``L_model_forward`` (training mode, running
     statistics updated in ``bn_state``), ``L_model_backward``,
-    ``update_parameters``, with the checks those public functions make.
+    ``update_parameters``, with the checks those public functions make.  The
+    block runs with the host BLAS threads ``train()`` uses for this network
+    (what ``threadpoolctl.threadpool_limits`` gives a user), so the comparison
+    measures the API, not the BLAS thread count.
     """
 
     label = FUNCTIONAL
@@ -117,8 +121,13 @@ class FunctionalSide(BackendMLPSide):
         xp, backend = self.backend.xp, self.backend
         X_rows, Y_rows = self.train_data.X_rows, self.train_data.Y_rows
         use_batchnorm = workload.batchnorm
+        blas = BlasThreadLimit(backend, workload.layer_dims, workload.batch_size)
 
         def run() -> float:
+            with blas.steps():
+                return loop()
+
+        def loop() -> float:
             params = state.parameters
             bn_state = dict(state.bn_state) if use_batchnorm else None
             order = backend.asarray(block.flat)  # one index upload per block

@@ -103,7 +103,7 @@ def format_table(report: dict[str, Any]) -> str:
         else "MB: peak device memory of one block, each side in a fresh process (backend's pool / torch.cuda)",
         f"max rel diff: max|a - b| / max|b| over the parameters after {CHECK_STEPS} steps, PyTorch against train(); "
         "fn diff: the functional API against train()",
-        "bm thr: host BLAS threads of train()'s steps (blas_threads='auto'); the functional API and PyTorch run "
+        "bm thr: host BLAS threads of train()'s steps (blas_threads='auto') and of the functional loop; PyTorch runs "
         "with the process's settings (JSON: machine.blas, machine.torch_threads)",
     ]
     if report.get("torch_compile_skipped"):
