@@ -44,6 +44,7 @@ from .errors import (
     NotFittedError,
     TrainingDivergedError,
     TrainingInterrupted,
+    UsageError,
 )
 from .estimator import MLPClassifier
 from .initialization import initialize_batchnorm_state, initialize_parameters
@@ -142,4 +143,5 @@ __all__ = [
     "tree_to_backend",
     "tree_to_numpy",
     "update_parameters",
+    "UsageError",
 ]

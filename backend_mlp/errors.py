@@ -45,6 +45,10 @@ class TrainingDivergedError(BackendMLPError, FloatingPointError):
     """Training produced a non-finite cost; the best parameters seen so far are kept in ``.result``."""
 
 
+class UsageError(BackendMLPError, ValueError):
+    """A bad command line (unknown option, malformed value): one line on stderr, exit status 2."""
+
+
 class NotFittedError(BackendMLPError, ValueError, AttributeError):
     """An estimator was used (``predict``, ``score``, ``save``, ...) before ``fit``.
 
@@ -75,4 +79,5 @@ __all__ = [
     "TrainingDivergedError",
     "NotFittedError",
     "TrainingInterrupted",
+    "UsageError",
 ]

@@ -310,10 +310,10 @@ def test_gpu_without_a_gpu_fails_with_one_line() -> None:
         timeout=300,
         check=False,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # the machine cannot run it: a failure, not a bad command line
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and "gpu" in lines[0].lower()
+    assert lines[0].startswith("benchmark: error: ") and "gpu" in lines[0].lower()
     assert proc.stdout == ""
 
 
@@ -332,5 +332,5 @@ def test_bad_options_fail_with_one_line(argv: list[str], needle: str, capsys: py
     assert cli.main([*argv, "--quiet"]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], captured.err
+    assert len(err) == 1 and err[0].startswith("benchmark: error: ") and needle in err[0], captured.err
     assert captured.out == ""

@@ -11,28 +11,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from ..backends import resolve_dtype_name
 from ..bench.runner import DEFAULT_PARTS, PARTS, Benchmark, Options
 from ..bench.table import format_table
 from ..bench.workloads import DEFAULT_EPOCH_WORKLOADS, DTYPES, N_TEST, N_TRAIN, QUICK_WORKLOADS, WORKLOADS
-from ..errors import BackendMLPError, BackendUnavailableError, InputValidationError
+from ..errors import DataError, InputValidationError
 from ..files import write_json
+from .common import EXIT_OK, Parser, run_command
 
-PROG = "benchmark.py"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """A bad command line: printed as one line on stderr."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
+PROG = "benchmark"
 def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in known]
@@ -44,7 +32,7 @@ def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=PROG,
         description="Time backend_mlp (train() and the functional API) against PyTorch on the identical MLP "
         "workload (same weights, batches, steps, dtype and hardware).",
@@ -127,24 +115,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return o
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 1 error, 2 usage error or unavailable device, 130 interrupted)."""
-    try:
-        args = build_parser().parse_args(argv)
-        report = Benchmark(options_from_args(args)).run()
-    except (UsageError, InputValidationError, BackendUnavailableError) as err:
-        print(f"error: {_one_line(str(err))}", file=sys.stderr)
-        return EXIT_USAGE
-    except BackendMLPError as err:
-        print(f"error: {_one_line(str(err))}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    """Entry point: returns the exit status (see :mod:`backend_mlp.cli.common`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command(PROG, lambda: _run(argv), argv)
+
+
+def _run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    report = Benchmark(options_from_args(args)).run()
     print(format_table(report))
     if args.json:
         path = Path(args.json)
@@ -152,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(path, report)
         except OSError as err:
-            print(f"error: --json: cannot write {str(path)!r}: {_one_line(str(err))}", file=sys.stderr)
-            return EXIT_ERROR
+            raise DataError(f"--json: cannot write {str(path)!r}: {err.strerror or err}") from None
         print(f"wrote {path}")
     return EXIT_OK
 

@@ -13,27 +13,18 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from ..errors import BackendMLPError
 from ..experiment import SECTIONS
 from ..report import Reproduction
+from .common import Parser, run_command
 
 PROG = "reproduce_report"
 
 
-class CLIError(Exception):
-    """A usage problem: printed as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CLIError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, or any name resolve_backend accepts")
     p.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds 0..N-1 (default 5)")
     p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
@@ -83,27 +74,24 @@ def _print_run(done: int, total: int, r: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 1 failure, 2 usage error, 130 interrupted)."""
+    """Entry point: returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser().parse_args(args_list)
-        reproduction = Reproduction(
-            args.out, device=args.device, seeds=args.seeds, dtype=args.dtype, data_dir=args.data_dir,
-            sections=args.sections, ablation=args.ablation, max_steps=args.max_steps, threads=args.threads,
-            command=_command_line(argv), argv=args_list,
-        )
-        print(f"{PROG}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
-              f"({reproduction.dtype}) -> {reproduction.out}", flush=True)
-        results = reproduction.run(progress=_print_run)
-    except CLIError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except BackendMLPError as err:
-        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; partial results (if any) are in results.json", file=sys.stderr)
-        return 130
+    return run_command(
+        PROG, lambda: _run(args_list, argv), args_list,
+        interrupted="interrupted; partial results (if any) are in results.json",
+    )
+
+
+def _run(args_list: list[str], argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(args_list)
+    reproduction = Reproduction(
+        args.out, device=args.device, seeds=args.seeds, dtype=args.dtype, data_dir=args.data_dir,
+        sections=args.sections, ablation=args.ablation, max_steps=args.max_steps, threads=args.threads,
+        command=_command_line(argv), argv=args_list,
+    )
+    print(f"{PROG}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
+          f"({reproduction.dtype}) -> {reproduction.out}", flush=True)
+    results = reproduction.run(progress=_print_run)
     for c in results["checks"]:
         verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]
         print(f"check {c['check']}: {verdict} ({c['measured']}; target {c['target']})", flush=True)

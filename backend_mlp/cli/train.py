@@ -19,7 +19,6 @@ import shlex
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +28,20 @@ from ..backends import Backend, resolve_backend, to_numpy
 from ..batchnorm import BatchNormConfig
 from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
 from ..data import DATA_ENV, MnistSplits, prepare_mnist
-from ..errors import BackendMLPError, CheckpointError, InputValidationError, TrainingDivergedError
+from ..errors import CheckpointError, TrainingDivergedError
 from ..experiment import SECTIONS, summarize
 from ..files import write_json
 from ..report.figures import plot_cost_curve
 from ..training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingState, train
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser, UsageError, run_command
 
 PROG = "train_mnist"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SPLIT_SEED = 0
-
-
-class UsageError(Exception):
-    """A bad command line: reported as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print the usage and exit
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The options; every value defaults to ``None`` so explicit choices can be told apart."""
-    p = _Parser(prog=PROG, description="Train the report's MNIST MLP (Sections 4-6).")
+    p = Parser(prog=PROG, description="Train the report's MNIST MLP (Sections 4-6).")
     p.add_argument("--device", help="cpu (default), gpu, gpu:N, or any name resolve_backend accepts")
     p.add_argument("--section", choices=sorted(SECTIONS), help="the report's preset (default 4)")
     p.add_argument("--batchnorm", action="store_true", default=None, help="batch norm on hidden layers")
@@ -70,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N",
                    help="BLAS/OpenMP threads (default: BLAS capped for small matrices, see backend_mlp.blas_threads)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -400,36 +389,11 @@ def _library_version() -> str:
     return __version__
 
 
-def _fail(exc: BaseException, status: int, debug: bool, prefix: str = "") -> int:
-    """Print ``exc`` as one line (after its traceback with ``--debug``); return ``status``."""
-    if debug:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    message = prefix + (" ".join(str(exc).split()) or type(exc).__name__)
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-    return status
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status (see the module docstring)."""
+    """Run the command; returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     started = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    try:
-        return _run(argv, started)
-    except UsageError as exc:
-        return _fail(exc, EXIT_USAGE, debug)
-    except InputValidationError as exc:
-        return _fail(exc, EXIT_USAGE, debug)
-    except BackendMLPError as exc:
-        return _fail(exc, EXIT_ERROR, debug)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    except OSError as exc:
-        return _fail(exc, EXIT_ERROR, debug)
-    except Exception as exc:  # a bug: still one line unless --debug
-        hint = "" if debug else " (run with --debug for the traceback)"
-        return _fail(exc, EXIT_ERROR, debug, prefix=f"internal error{hint}: {type(exc).__name__}: ")
+    return run_command(PROG, lambda: _run(argv, started), argv)
 
 
 if __name__ == "__main__":
