@@ -34,7 +34,7 @@ import numpy as np
 from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
 from .errors import BackendMLPError, CheckpointError, DataError
 from .files import atomic_write_bytes
-from .initialization import initialize_parameters_host
+from .initialization import batchnorm_state_shapes, parameter_shapes
 from .training import TrainingConfig, TrainingState
 
 FORMAT_NAME = "backend_mlp.checkpoint"
@@ -280,13 +280,8 @@ def _read_metadata(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _expected_shapes(config: TrainingConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    dims = list(config.layer_dims)
-    params = {k: v.shape for k, v in initialize_parameters_host(dims, 0, config.batchnorm or False).items()}
-    stats: dict[str, tuple[int, ...]] = {}
-    if config.batchnorm is not None:
-        for l in range(1, len(dims) - 1):
-            stats[f"running_mean{l}"] = stats[f"running_var{l}"] = (dims[l], 1)
-    return params, stats
+    stats = batchnorm_state_shapes(config.layer_dims) if config.batchnorm is not None else {}
+    return parameter_shapes(config.layer_dims, config.batchnorm), stats
 
 
 def _check_tree(path: Path, group: str, tree: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:

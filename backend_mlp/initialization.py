@@ -24,6 +24,27 @@ def check_layer_dims(layer_dims: Any) -> list[int]:
     return V.check_layer_dims(layer_dims)
 
 
+def parameter_shapes(
+    layer_dims: list[int] | tuple[int, ...], use_batchnorm: bool | BatchNormConfig | None = False
+) -> dict[str, tuple[int, int]]:
+    """The keys and shapes :func:`initialize_parameters` returns, in its order, without drawing anything."""
+    dims = list(layer_dims)
+    bn = as_batchnorm_config(use_batchnorm)
+    n_layers = len(dims) - 1
+    shapes: dict[str, tuple[int, int]] = {}
+    for l in range(1, n_layers + 1):
+        shapes[f"W{l}"], shapes[f"b{l}"] = (dims[l], dims[l - 1]), (dims[l], 1)
+        if bn is not None and bn.affine and l < n_layers:
+            shapes[f"gamma{l}"] = shapes[f"beta{l}"] = (dims[l], 1)
+    return shapes
+
+
+def batchnorm_state_shapes(layer_dims: list[int] | tuple[int, ...]) -> dict[str, tuple[int, int]]:
+    """The keys and shapes :func:`initialize_batchnorm_state` returns (every hidden layer)."""
+    dims = list(layer_dims)
+    return {k: (dims[l], 1) for l in range(1, len(dims) - 1) for k in (f"running_mean{l}", f"running_var{l}")}
+
+
 def initialize_parameters_host(
     layer_dims: list[int], seed: int = 0, use_batchnorm: bool | BatchNormConfig = False
 ) -> dict[str, np.ndarray]:
@@ -71,8 +92,6 @@ def initialize_batchnorm_state(
     dims = check_layer_dims(layer_dims)
     backend = resolve_backend(device)
     dtype = resolve_dtype_name(dtype)
-    state = {}
-    for l in range(1, len(dims) - 1):
-        state[f"running_mean{l}"] = backend.asarray(np.zeros((dims[l], 1)), dtype)
-        state[f"running_var{l}"] = backend.asarray(np.ones((dims[l], 1)), dtype)
-    return state
+    fill = {"running_mean": np.zeros, "running_var": np.ones}
+    shapes = batchnorm_state_shapes(dims)
+    return {k: backend.asarray(fill[k.rstrip("0123456789")](shape), dtype) for k, shape in shapes.items()}

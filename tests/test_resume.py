@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend_mlp import BatchNormConfig, backend_of, to_numpy
+from backend_mlp import BatchNormConfig, InputValidationError, backend_of, to_numpy
 from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
 from backend_mlp.training import (
@@ -198,3 +198,14 @@ def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
     path = save_checkpoint(tmp_path / "cut.npz", config, cut)
     loaded = load_checkpoint(path, device=backend_of(cut.parameters["W1"])).state
     _assert_same(train(data[0], config, data[1], state=loaded), full)
+
+
+@pytest.mark.parametrize(("saved_bn", "resumed_bn"), [(False, True), (True, False)], ids=["plain->bn", "bn->plain"])
+def test_resume_refuses_a_state_of_the_other_batchnorm_setting(
+    data: tuple[Dataset, Dataset], saved_bn: bool, resumed_bn: bool
+) -> None:
+    """Same shapes, other parameter set: training on would silently drop (or ignore) gamma/beta."""
+    state = train(data[0], _config(saved_bn, num_iterations=5), data[1]).state
+    with pytest.raises(InputValidationError, match="state.parameters") as info:
+        train(data[0], _config(resumed_bn, num_iterations=10), data[1], state=state)
+    assert "gamma1" in str(info.value)

@@ -28,6 +28,7 @@ from ..backends import backend_of, namespace_of
 from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
+from ..initialization import batchnorm_state_shapes, parameter_shapes
 from ..losses import _cross_entropy, _l2_penalty
 from ..ops import ops_for
 from .config import TrainingConfig
@@ -126,14 +127,17 @@ def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConf
             f"state.optimizer_state: received keys {sorted(state.optimizer_state)!r}; expected "
             f"{sorted(expected)!r}, the state of the configured optimizer {config.optimizer.name!r}"
         )
-    dims = config.layer_dims
-    L = len(dims) - 1
-    missing = [k for l in range(1, L + 1) for k in (f"W{l}", f"b{l}") if k not in state.parameters]
-    if missing or V.check_parameter_shapes(state.parameters, L) != list(dims):
-        raise InputValidationError(
-            f"state.parameters: received keys {sorted(state.parameters)!r} whose shapes do not match "
-            f"layer_dims {list(dims)!r}; expected the state of a run with the same architecture"
-        )
+    expected_stats = batchnorm_state_shapes(config.layer_dims) if config.batchnorm is not None else {}
+    for name, tree, shapes in (
+        ("state.parameters", state.parameters, parameter_shapes(config.layer_dims, config.batchnorm)),
+        ("state.bn_state", state.bn_state, expected_stats),
+    ):
+        got = {k: V.shape_of(v) for k, v in tree.items()}
+        if got != shapes:
+            raise InputValidationError(
+                f"{name}: received {got!r}; expected {shapes!r}, the state of a run with layer_dims "
+                f"{list(config.layer_dims)!r} and batchnorm {config.batchnorm!r}"
+            )
 
 
 def shuffle_generator(seed: int) -> np.random.Generator:
