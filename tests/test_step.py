@@ -8,7 +8,6 @@ from conftest import tolerance
 
 import backend_mlp
 from backend_mlp import BatchNormConfig, TrainingConfig, to_numpy
-from backend_mlp.ops import INPLACE, PURE
 from backend_mlp.training import new_training_state, train_step
 
 DIMS = (6, 5, 4, 3)
@@ -36,19 +35,20 @@ def _host(tree):
 @pytest.mark.parametrize("mode", list(MODES))
 def test_pure_and_inplace_steps_agree_and_leave_inputs_untouched(backend, dtype, mode):
     config, state, X, Y = _problem(backend, dtype, mode)
-    xp = backend.xp
     before = {"parameters": _host(state.parameters), "bn_state": _host(state.bn_state), "X": to_numpy(X).copy()}
     params, opt_state, bn_state = state.parameters, state.optimizer_state, state.bn_state
     for _ in range(3):  # a few steps, so state produced by each variant feeds the next
-        pure = train_step(xp, config, params, opt_state, bn_state, X, Y, PURE)
+        pure = train_step(config, params, opt_state, bn_state, X, Y)
         params, opt_state, bn_state = pure.parameters, pure.optimizer_state, pure.bn_state
     params_p, bn_p = params, bn_state
     params, opt_state, bn_state = state.parameters, state.optimizer_state, state.bn_state
     if backend.mutable_arrays:
         for _ in range(3):
-            out = train_step(xp, config, params, opt_state, bn_state, X, Y, INPLACE)
+            out = train_step(config, params, opt_state, bn_state, X, Y, inplace=True)
             params, opt_state, bn_state = out.parameters, out.optimizer_state, out.bn_state
     else:
+        with pytest.raises(backend_mlp.InputValidationError, match="inplace"):
+            train_step(config, params, opt_state, bn_state, X, Y, inplace=True)
         pytest.skip(f"{backend.name} declares immutable arrays: only the pure step applies")
     tol = tolerance(dtype)
     assert list(params) == list(params_p)
@@ -65,15 +65,15 @@ def test_pure_and_inplace_steps_agree_and_leave_inputs_untouched(backend, dtype,
     np.testing.assert_array_equal(to_numpy(X), before["X"])
 
 
-@pytest.mark.parametrize("ops", [PURE, INPLACE], ids=["pure", "inplace"])
+@pytest.mark.parametrize("inplace", [False, True], ids=["pure", "inplace"])
 @pytest.mark.parametrize("mode", list(MODES))
-def test_steps_never_write_read_only_numpy_inputs(mode, ops):
+def test_steps_never_write_read_only_numpy_inputs(mode, inplace):
     backend = backend_mlp.resolve_backend("numpy")
     config, state, X, Y = _problem(backend, "float64", mode)
     frozen = [X, Y, *state.parameters.values(), *state.bn_state.values()]
     for a in frozen:
         a.flags.writeable = False  # any write raises "assignment destination is read-only"
-    out = train_step(backend.xp, config, state.parameters, state.optimizer_state, state.bn_state, X, Y, ops)
+    out = train_step(config, state.parameters, state.optimizer_state, state.bn_state, X, Y, inplace=inplace)
     assert all(not a.flags.writeable for a in frozen)
     assert all(out.parameters[k] is not state.parameters[k] for k in state.parameters)
 
@@ -97,9 +97,23 @@ def test_functional_api_never_writes_read_only_inputs():
 def test_train_step_matches_update_parameters(backend, dtype):
     """The step's folded gradient scale gives what the report's three functions give."""
     config, state, X, Y = _problem(backend, dtype, "l2")
-    out = train_step(backend.xp, config, state.parameters, state.optimizer_state, state.bn_state, X, Y)
+    out = train_step(config, state.parameters, state.optimizer_state, state.bn_state, X, Y)
     AL, caches = backend_mlp.L_model_forward(X, state.parameters)
     grads = backend_mlp.L_model_backward(AL, Y, caches, l2_lambda=config.l2_lambda)
     expected = backend_mlp.update_parameters(state.parameters, grads, config.learning_rate)
     for key in expected:
         np.testing.assert_allclose(to_numpy(out.parameters[key]), to_numpy(expected[key]), **tolerance(dtype))
+
+
+def test_train_step_checks_its_arguments(backend):
+    config, state, X, Y = _problem(backend, "float64", "batchnorm")
+    args = (state.parameters, state.optimizer_state, state.bn_state)
+    with pytest.raises(backend_mlp.InputValidationError, match="X"):
+        train_step(config, *args, X.T, Y)
+    with pytest.raises(backend_mlp.InputValidationError, match="Yb"):
+        train_step(config, *args, X, Y[:, :3])
+    other = TrainingConfig(layer_dims=(6, 5, 3), batchnorm=BatchNormConfig())
+    with pytest.raises(backend_mlp.InputValidationError, match="layer"):
+        train_step(other, *args, X, Y)
+    with pytest.raises(backend_mlp.InputValidationError, match="config"):
+        train_step({"layer_dims": DIMS}, *args, X, Y)

@@ -34,7 +34,7 @@ from ..ops import ops_for
 from .config import TrainingConfig
 from .evaluation import evaluate_cost
 from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state
-from .step import train_step
+from .step import _train_step
 
 Array = Any
 
@@ -211,7 +211,7 @@ class _Loop:
             Xb = xp.take(X_rows, idx, axis=0).T
             Yb = xp.take(Y_rows, idx, axis=0).T
             before = st.parameters
-            out = train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops)
+            out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops)
             costs = None
             if (st.step + 1) % cfg.record_every == 0:
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..network import _backward, _forward
-from ..ops import PURE, Ops
+from .. import validation as V
+from ..backends import has_mutable_arrays
+from ..errors import InputValidationError
+from ..network import _backward, _check_forward_inputs, _forward
+from ..ops import INPLACE, PURE, Ops
 from .config import TrainingConfig
 
 Array = Any
@@ -30,6 +33,51 @@ class StepOutput(NamedTuple):
 
 
 def train_step(
+    config: TrainingConfig,
+    parameters: Tree,
+    optimizer_state: Tree,
+    bn_state: Tree,
+    Xb: Array,
+    Yb: Array,
+    *,
+    inplace: bool = False,
+) -> StepOutput:
+    """One training step on the batch ``Xb`` (n_x, m) with one-hot ``Yb`` (n_classes, m); nothing is mutated.
+
+    ``parameters``/``optimizer_state``/``bn_state`` are those of a
+    :class:`~backend_mlp.training.TrainingState` (e.g. from
+    :func:`~backend_mlp.training.new_training_state`).  ``inplace=True`` lets
+    the step update its own temporaries in place (backends with mutable arrays
+    only).  Raises :class:`InputValidationError` or :class:`BackendMismatchError`
+    for arguments that do not fit ``config`` or each other.
+    """
+    if not isinstance(config, TrainingConfig):
+        raise InputValidationError(f"config: received {type(config).__name__}; expected a TrainingConfig")
+    for name, tree in (("parameters", parameters), ("optimizer_state", optimizer_state), ("bn_state", bn_state)):
+        V.check_dict(name, tree, "a dict of arrays, as in a TrainingState")
+    L = len(config.layer_dims) - 1
+    xp = _check_forward_inputs(Xb, parameters, L, config.batchnorm, True, bn_state)
+    dims = V.check_parameter_shapes(parameters, L)
+    if dims != list(config.layer_dims):
+        raise InputValidationError(
+            f"parameters: received layer sizes {dims!r}; expected config.layer_dims {list(config.layer_dims)!r}"
+        )
+    V.common_namespace({"Xb": Xb, "Yb": Yb, **{f"optimizer_state[{k!r}]": v for k, v in optimizer_state.items()}})
+    V.check_same_dtype({"Yb": Yb}, "Xb", Xb.dtype)
+    if V.shape_of(Yb) != (dims[-1], int(Xb.shape[1])):
+        raise InputValidationError(
+            f"Yb: received shape {V.shape_of(Yb)}; expected ({dims[-1]}, {Xb.shape[1]}), one-hot with one column "
+            "per sample of Xb"
+        )
+    V.check_one_hot("Yb", Yb, xp)
+    if V.check_bool("inplace", inplace) and not has_mutable_arrays(Xb):
+        raise InputValidationError(
+            "inplace: received True for arrays of a library whose arrays are immutable; expected inplace=False"
+        )
+    return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, INPLACE if inplace else PURE)
+
+
+def _train_step(
     xp: Any,
     config: TrainingConfig,
     parameters: Tree,
