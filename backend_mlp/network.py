@@ -20,8 +20,10 @@ import functools
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+import numpy as np  # host labels in accuracy only
+
 from . import validation as V
-from .backends import has_mutable_arrays, namespace_of, shared_namespace
+from .backends import backend_of, has_mutable_arrays, namespace_of, shared_namespace
 from .batchnorm import (
     BatchNormCache,
     BatchNormConfig,
@@ -409,8 +411,11 @@ def accuracy(predictions: Array, Y: Array) -> float:
     """Fraction of ``predictions`` (m,) equal to the true classes.
 
     ``Y`` is either integer class labels (m,) or one-hot (n_classes, m), on
-    the same backend as ``predictions``.
+    the same backend as ``predictions`` or on the host as a NumPy array (labels
+    as :func:`~backend_mlp.load_mnist` returns them), which is then placed there.
     """
+    if isinstance(Y, np.ndarray) and not isinstance(predictions, np.ndarray):
+        Y = backend_of(V.check_array("predictions", predictions)).asarray(Y)
     xp = V.common_namespace({"predictions": predictions, "Y": Y})
     V.check_ndim("predictions", predictions, 1, "(m,) of class indices, as returned by predict")
     if Y.ndim == 1:

@@ -226,3 +226,13 @@ def test_backend_is_a_frozen_record(backend):
     assert isinstance(backend, Backend) and str(backend) == backend.name
     with pytest.raises(AttributeError):
         backend.name = "other"  # type: ignore[misc]
+
+
+def test_dtype_names_accept_numpy_scalar_types_and_containers_get_a_pointer():
+    from backend_mlp.backends import resolve_dtype_name
+
+    assert resolve_dtype_name(np.float32) == "float32" and resolve_dtype_name(np.dtype("float64")) == "float64"
+    with pytest.raises(backend_mlp.InputValidationError, match="tree_to_backend"):
+        backend_mlp.to_backend({"W1": np.ones(2)}, "numpy")
+    with pytest.raises(backend_mlp.InputValidationError, match="list"):
+        backend_mlp.to_numpy([1.0, 2.0])

@@ -395,3 +395,22 @@ def test_initialisation_identical_on_every_backend(backend, dtype):
 def test_batchnorm_config_validation(kwargs):  # host-only: a configuration, no arrays
     with pytest.raises(InputValidationError, match=next(iter(kwargs))):
         BatchNormConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def test_accuracy_takes_labels_one_hot_or_host_labels(backend):
+    import backend_mlp as bm
+
+    labels = np.array([0, 2, 1, 1, 0, 2])
+    predictions = backend.asarray(np.array([0, 2, 2, 1, 1, 2]))  # 4 of 6 right
+    one_hot = backend.asarray(np.eye(3)[labels].T.copy())
+    for Y in (backend.asarray(labels), one_hot, labels, labels.astype(np.float64)):
+        assert bm.accuracy(predictions, Y) == pytest.approx(4 / 6)
+    with pytest.raises(bm.InputValidationError, match="non-integer"):
+        bm.accuracy(predictions, backend.asarray(labels + 0.5))
+    with pytest.raises(bm.InputValidationError, match="one prediction per sample"):
+        bm.accuracy(predictions, backend.asarray(labels[:4]))
+    with pytest.raises(bm.InputValidationError, match="one-hot"):
+        bm.accuracy(predictions, backend.asarray(2 * np.eye(3)[labels].T))

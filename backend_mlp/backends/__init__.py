@@ -126,7 +126,7 @@ def common_namespace(named: Mapping[str, Any]) -> Any:
                 raise BackendMismatchError(
                     f"{first_name}, {name}: received arrays from different libraries in one call "
                     f"({first_name} is {first_lib}, {name} is {lib}); expected all arrays on one backend: "
-                    "move them with backend_mlp.to_backend"
+                    "move them with backend_mlp.to_backend (one array) or backend_mlp.tree_to_backend (a dict of them)"
                 )
     cls = _class_of(first)
     if cls is None or not cls.single_device:
@@ -137,7 +137,7 @@ def common_namespace(named: Mapping[str, Any]) -> Any:
                 raise BackendMismatchError(
                     f"{first_name}, {name}: received arrays on different devices in one call "
                     f"({first_name} on {first_device}, {name} on {device}); expected all arrays on one device: "
-                    "move them with backend_mlp.to_backend"
+                    "move them with backend_mlp.to_backend (one array) or backend_mlp.tree_to_backend (a dict of them)"
                 )
     return xp
 
@@ -179,11 +179,31 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray) or np.isscalar(x):
         return np.asarray(x)
     cls = _class_of(x)
-    return cls.of_array(x).to_numpy(x) if cls is not None else np.from_dlpack(x)
+    if cls is not None:
+        return cls.of_array(x).to_numpy(x)
+    _refuse_containers("x", x)
+    return np.from_dlpack(check_array("x", x))
+
+
+def _refuse_containers(name: str, x: Any) -> None:
+    """A dict, list or tuple where one array was expected: say which function takes it."""
+    if isinstance(x, Mapping):
+        raise InputValidationError(
+            f"{name}: received a dict; expected one array (for a dict of arrays use backend_mlp.tree_to_numpy "
+            "or backend_mlp.tree_to_backend)"
+        )
+    if isinstance(x, (list, tuple)):
+        raise InputValidationError(
+            f"{name}: received a {type(x).__name__}; expected an array (convert it first, e.g. numpy.asarray)"
+        )
 
 
 def to_backend(x: Any, backend: str | Backend) -> Any:
-    """Place an array from any backend on ``backend`` (same dtype; see :meth:`Backend.asarray`)."""
+    """Place an array from any backend on ``backend`` (same dtype; see :meth:`Backend.asarray`).
+
+    For a dict of arrays (parameters, state) use :func:`tree_to_backend`.
+    """
+    _refuse_containers("x", x)
     return resolve_backend(backend).asarray(to_numpy(x))
 
 

@@ -24,7 +24,9 @@ DTYPES = ("float32", "float64")
 
 
 def dtype_name(dtype: Any) -> str:
-    """``"float32"`` for ``np.float32``, ``torch.float32``, ``np.dtype("float32")``, ..."""
+    """``"float32"`` for ``np.float32``, ``torch.float32``, ``np.dtype("float32")``, ``"float32"``, ..."""
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):  # a NumPy scalar type such as np.float32
+        return np.dtype(dtype).name
     return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
 
 
