@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy
+from .backends import Backend, resolve_backend, resolve_dtype_name, tree_to_backend, tree_to_numpy
 from .errors import BackendMLPError, CheckpointError, DataError
 from .files import atomic_write_bytes
 from .initialization import batchnorm_state_shapes, parameter_shapes
@@ -81,13 +81,8 @@ class Checkpoint:
 # --------------------------------------------------------------------------- config <-> JSON
 
 
-def config_to_json(config: TrainingConfig) -> dict[str, Any]:
-    """Every field of ``config`` as plain JSON values (:meth:`TrainingConfig.to_json`)."""
-    return config.to_json()
-
-
 def config_from_json(data: Any) -> TrainingConfig:
-    """Inverse of :func:`config_to_json`; raises :class:`CheckpointError` on unknown or bad fields."""
+    """Inverse of :meth:`TrainingConfig.to_json`; raises :class:`CheckpointError` on unknown or bad fields."""
     try:
         return TrainingConfig.from_json(data)
     except BackendMLPError as exc:
@@ -101,10 +96,6 @@ def _library_version() -> str:
     from . import __version__  # late: the package may import this module
 
     return __version__
-
-
-def _host_tree(tree: dict[str, Array] | None) -> dict[str, np.ndarray] | None:
-    return None if tree is None else {k: to_numpy(v) for k, v in tree.items()}
 
 
 def _dtype_of(trees: list[dict[str, np.ndarray] | None]) -> str:
@@ -128,11 +119,11 @@ def _encode(
     kind: str, config: TrainingConfig, state: TrainingState, extra: dict[str, Any] | None, with_arrays: bool
 ) -> bytes:
     trees = {
-        "parameters": _host_tree(state.parameters),
-        "optimizer_state": _host_tree(state.optimizer_state or {}) if with_arrays else None,
-        "bn_state": _host_tree(state.bn_state or {}),
-        "best_parameters": _host_tree(state.best_parameters) if with_arrays else None,
-        "best_bn_state": _host_tree(state.best_bn_state or {}) if with_arrays and state.best_parameters else None,
+        "parameters": tree_to_numpy(state.parameters),
+        "optimizer_state": tree_to_numpy(state.optimizer_state or {}) if with_arrays else None,
+        "bn_state": tree_to_numpy(state.bn_state or {}),
+        "best_parameters": tree_to_numpy(state.best_parameters) if with_arrays else None,
+        "best_bn_state": tree_to_numpy(state.best_bn_state or {}) if with_arrays and state.best_parameters else None,
     }
     dtype = _dtype_of(list(trees.values()))
     arrays: dict[str, np.ndarray] = {}
@@ -151,7 +142,7 @@ def _encode(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "layer_dims": list(config.layer_dims),
         "dtype": dtype,
-        "config": config_to_json(config),
+        "config": config.to_json(),
         "arrays": {group: (None if tree is None else list(tree)) for group, tree in trees.items()},
         "state": {
             "step": int(state.step),
@@ -345,9 +336,9 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
     try:
         best = st.get("best_val_cost")
         state = TrainingState(
-            parameters=_place(trees["parameters"], backend),
-            bn_state=_place(trees["bn_state"] or {}, backend),
-            optimizer_state=_place(trees["optimizer_state"] or {}, backend),
+            parameters=tree_to_backend(trees["parameters"], backend),
+            bn_state=tree_to_backend(trees["bn_state"] or {}, backend),
+            optimizer_state=tree_to_backend(trees["optimizer_state"] or {}, backend),
             step=int(st["step"]),
             epochs_completed=int(st["epochs_completed"]),
             order=order,
@@ -357,8 +348,8 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
             val_costs=_pairs(arrays.get("val_costs")),
             best_val_cost=math.inf if best is None else float(best),
             best_step=int(st["best_step"]),
-            best_parameters=None if trees["best_parameters"] is None else _place(trees["best_parameters"], backend),
-            best_bn_state=None if trees["best_bn_state"] is None else _place(trees["best_bn_state"], backend),
+            best_parameters=tree_to_backend(trees["best_parameters"], backend),
+            best_bn_state=tree_to_backend(trees["best_bn_state"], backend),
             stopped_reason=st.get("stopped_reason"),
             elapsed_seconds=float(st.get("elapsed_seconds", 0.0)),
         )
@@ -382,10 +373,6 @@ def _shape_probe(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     return {k: np.broadcast_to(np.zeros((), dtype=np.float64), shape) for k, shape in shapes.items()}
 
 
-def _place(tree: dict[str, np.ndarray], backend: Backend) -> dict[str, Array]:
-    return {k: backend.asarray(v) for k, v in tree.items()}
-
-
 def load_checkpoint(path: str | os.PathLike[str], device: str | Backend = "cpu") -> Checkpoint:
     """Load a resumable checkpoint written by :func:`save_checkpoint`, arrays on ``device``."""
     p = Path(path)
@@ -407,15 +394,12 @@ def move_state(state: TrainingState, device: str | Backend) -> TrainingState:
     """A copy of ``state`` with every array placed on ``device`` (through host NumPy)."""
     backend = resolve_backend(device)
 
-    def move(tree: dict[str, Array] | None) -> dict[str, Array] | None:
-        return None if tree is None else {k: backend.asarray(to_numpy(v)) for k, v in tree.items()}
-
     out = dataclasses.replace(state, costs=list(state.costs), val_costs=list(state.val_costs))
-    out.parameters = move(state.parameters) or {}
-    out.bn_state = move(state.bn_state) or {}
-    out.optimizer_state = move(state.optimizer_state) or {}
-    out.best_parameters = move(state.best_parameters)
-    out.best_bn_state = move(state.best_bn_state)
+    out.parameters = tree_to_backend(state.parameters, backend)
+    out.bn_state = tree_to_backend(state.bn_state, backend)
+    out.optimizer_state = tree_to_backend(state.optimizer_state, backend)
+    out.best_parameters = tree_to_backend(state.best_parameters, backend)
+    out.best_bn_state = tree_to_backend(state.best_bn_state, backend)
     return out
 
 
@@ -424,7 +408,7 @@ def move_state(state: TrainingState, device: str | Backend) -> TrainingState:
 
 def config_differences(saved: TrainingConfig, requested: TrainingConfig, *, ignore: tuple[str, ...] = ()) -> list[str]:
     """``"field: checkpoint X, requested Y"`` for every field that differs (``ignore`` skipped)."""
-    a, b = config_to_json(saved), config_to_json(requested)
+    a, b = saved.to_json(), requested.to_json()
     return [
         f"{name}: checkpoint {a[name]!r}, requested {b[name]!r}"
         for name in a
@@ -459,7 +443,6 @@ __all__ = [
     "check_compatible",
     "config_differences",
     "config_from_json",
-    "config_to_json",
     "load_checkpoint",
     "load_model",
     "move_state",

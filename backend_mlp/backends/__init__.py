@@ -207,13 +207,15 @@ def to_backend(x: Any, backend: str | Backend) -> Any:
     return resolve_backend(backend).asarray(to_numpy(x))
 
 
-def tree_to_numpy(tree: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Apply :func:`to_numpy` to every value of a dict (parameters, gradients, state)."""
-    return {k: to_numpy(v) for k, v in tree.items()}
+def tree_to_numpy(tree: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
+    """Apply :func:`to_numpy` to every value of a dict (parameters, gradients, state); ``None`` stays ``None``."""
+    return None if tree is None else {k: to_numpy(v) for k, v in tree.items()}
 
 
-def tree_to_backend(tree: dict[str, Any], backend: str | Backend) -> dict[str, Any]:
-    """Place every array of a dict on ``backend`` (see :func:`to_backend`)."""
+def tree_to_backend(tree: dict[str, Any] | None, backend: str | Backend) -> dict[str, Any] | None:
+    """Place every array of a dict on ``backend`` (see :func:`to_backend`); ``None`` stays ``None``."""
+    if tree is None:
+        return None
     b = resolve_backend(backend)
     return {k: b.asarray(to_numpy(v)) for k, v in tree.items()}
 

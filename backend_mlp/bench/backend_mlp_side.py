@@ -15,10 +15,9 @@ import numpy as np
 from ..backends import Backend
 from ..backends.blas_threads import BlasThreadLimit
 from ..data import Dataset
-from ..initialization import initialize_batchnorm_state, initialize_parameters_host
 from ..losses import compute_cost
 from ..network import L_model_backward, L_model_forward, predict, update_parameters
-from ..training import TrainingConfig, TrainingState, train
+from ..training import TrainingConfig, TrainingState, new_training_state, train
 from .workloads import FUNCTIONAL, LEARNING_RATE, N_CLASSES, TRAIN, BlockIndices, HostData, Workload
 
 
@@ -51,14 +50,7 @@ class BackendMLPSide:
 
     def fresh_state(self, workload: Workload) -> TrainingState:
         """The initial weights (same bits on every side) and fresh running statistics, on the backend."""
-        host = initialize_parameters_host(list(workload.layer_dims), self.seed, workload.bn_config)
-        params = {k: self.backend.asarray(v, self.dtype) for k, v in host.items()}
-        bn_state = (
-            initialize_batchnorm_state(list(workload.layer_dims), device=self.backend, dtype=self.dtype)
-            if workload.batchnorm
-            else {}
-        )
-        return TrainingState(parameters=params, bn_state=bn_state)
+        return new_training_state(self.config(workload, 1), self.train_data.X_rows)
 
     def config(self, workload: Workload, n_steps: int) -> TrainingConfig:
         return TrainingConfig(

@@ -156,10 +156,40 @@ def batch_indices(n_samples: int, batch_size: int, seed: int) -> Iterator[np.nda
     (benchmarks, tests, a user's own loop) takes it from here.
     """
     rng = shuffle_generator(seed)
+    epochs = _EpochOrder()
     while True:
-        order = rng.permutation(n_samples)
-        for start in range(0, n_samples, batch_size):
-            yield order[start : start + batch_size]
+        start, stop, _ = next_span(epochs, rng, n_samples, batch_size)
+        epochs.position = stop
+        yield epochs.order[start:stop]
+
+
+class _EpochOrder:
+    """Where a walk through the epochs stands (the same fields as :class:`TrainingState`)."""
+
+    order: np.ndarray | None = None
+    position: int = 0
+    rng_state: dict[str, Any] | None = None
+    epochs_completed: int = 0
+
+
+def next_span(
+    st: TrainingState | _EpochOrder, rng: np.random.Generator, n_samples: int, batch_size: int
+) -> tuple[int, int, bool]:
+    """``(start, stop, new_epoch)`` of the next batch in ``st.order``, drawing a new epoch's order when due.
+
+    The one definition of the training order: a fresh permutation of
+    ``n_samples`` per epoch from ``rng``, batches of ``batch_size``, the
+    last one smaller.  Updates ``order``, ``rng_state``, ``epochs_completed``
+    and resets ``position`` at an epoch boundary; the caller advances ``position``.
+    """
+    new_epoch = st.order is None or st.position >= n_samples
+    if new_epoch:
+        if st.order is not None:
+            st.epochs_completed += 1
+        st.order = rng.permutation(n_samples)
+        st.rng_state = rng.bit_generator.state
+        st.position = 0
+    return st.position, min(st.position + batch_size, n_samples), new_epoch
 
 
 class _Loop:
@@ -227,19 +257,10 @@ class _Loop:
             st.stopped_reason = "num_iterations"
 
     def _next_batch_indices(self) -> Array:
-        st = self.state
-        n = self.data.n_samples
-        if st.order is None or st.position >= n:
-            if st.order is not None:
-                st.epochs_completed += 1
-            st.order = self.rng.permutation(n)
-            st.rng_state = self.rng.bit_generator.state
-            st.position = 0
-            self.device_order = None
-        if self.device_order is None:
-            self.device_order = self.backend.asarray(st.order)
-        end = min(st.position + self.config.batch_size, n)  # in-bounds slice stops (array API)
-        return self.device_order[st.position : end]
+        start, stop, new_epoch = next_span(self.state, self.rng, self.data.n_samples, self.config.batch_size)
+        if new_epoch or self.device_order is None:
+            self.device_order = self.backend.asarray(self.state.order)  # one small upload per epoch
+        return self.device_order[start:stop]  # in-bounds slice stops (array API)
 
     def _measure(
         self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
