@@ -342,3 +342,23 @@ def test_failed_write_keeps_old_file(tmp_path: Path, state: TrainingState, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]  # no temporary file left
     assert path.read_bytes() == before
     _assert_states_equal(load_checkpoint(path).state, state)
+
+
+def test_format_1_checkpoint_loads_as_sgd_and_resumes_to_the_old_result(backend: Any) -> None:
+    """tests/data/checkpoint_v1.npz was written by backend_mlp 0.1 (format 1, before optimizer state) at
+    step 30 of a 60-step batch-norm run; checkpoint_v1_final.npz holds 0.1's own uninterrupted result."""
+    from backend_mlp.optimizers import SGD
+
+    folder = Path(__file__).parent / "data"
+    loaded = load_checkpoint(folder / "checkpoint_v1.npz", device=backend)
+    assert loaded.format_version == 1 and loaded.config.optimizer == SGD() and loaded.state.optimizer_state == {}
+    assert loaded.state.step == 30
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((150, 5))
+    y = np.argmax(X[:, :3], axis=1)
+    data = [Dataset.from_host(X[a:b], y[a:b], n_classes=3, device=backend) for a, b in ((0, 120), (120, 150))]
+    resumed = train(data[0], loaded.config, data[1], state=loaded.state)
+    with np.load(folder / "checkpoint_v1_final.npz") as expected:
+        for key in expected.files:
+            got = to_numpy(resumed.state.parameters.get(key, resumed.state.bn_state.get(key)))
+            np.testing.assert_allclose(got, expected[key], rtol=1e-12, atol=1e-12, err_msg=key)
