@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="save the checkpoint every N records (1)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="BLAS/OpenMP threads (default: BLAS capped for small matrices, see backend_mlp.blas_threads)")
+                   help="BLAS/OpenMP threads (default: BLAS capped for small matrices, see backend_mlp.backends.blas_threads)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 

@@ -124,7 +124,7 @@ def split_train_validation(
         )
     m = x.shape[0]
     n_val = max(1, round(m * float(validation_fraction)))  # at least one sample to validate on
-    if n_val < 1 or n_val > m - 1:
+    if n_val > m - 1:
         raise InputValidationError(
             f"validation_fraction: {validation_fraction} of {m} samples gives {n_val} validation and "
             f"{m - n_val} training samples; expected at least one in each part"

@@ -47,7 +47,7 @@ def prepare_mnist(
     """Load MNIST (see :func:`~backend_mlp.data.loading.load_mnist`), split it and place it on ``device`` once.
 
     The split is exactly :func:`~backend_mlp.data.prep.split_train_validation`'s
-    (the first ``m - round(m * validation_fraction)`` rows of
+    (the first ``m - max(1, round(m * validation_fraction))`` rows of
     ``np.random.default_rng(split_seed).permutation(m)`` train, the rest
     validate), but it copies no images: the loaded rows are put in the split's
     order in place, and the training and validation images are two views of

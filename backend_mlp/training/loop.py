@@ -53,7 +53,7 @@ def train(
 
     ``blas_threads`` (NumPy-based backends): host BLAS threads during the
     steps; ``"auto"`` caps them for small matrices (see
-    :mod:`backend_mlp.blas_threads`), an integer sets them, ``None`` leaves them.
+    :mod:`backend_mlp.backends.blas_threads`), an integer sets them, ``None`` leaves them.
 
     Raises :class:`TrainingDivergedError` (``.result`` holds the best
     parameters) on a non-finite cost and :class:`TrainingInterrupted`
