@@ -1,5 +1,7 @@
 """``train_mnist``: train one of the report's MNIST experiments from the command line.
 
+Parses options, shows progress, turns Ctrl-C into a stop at the next record
+step and reports; :mod:`backend_mlp.runs` plans and executes the run.
 Writes into ``--out``: ``checkpoint.npz`` (kept up to date at record steps),
 ``model.npz`` (best parameters), ``cost_curve.png`` and ``metrics.json``.
 Ctrl-C stops at the next record step, saves the checkpoint and exits 130;
@@ -12,27 +14,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import hashlib
 import math
 import shlex
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, resolve_backend, to_numpy
+from .. import __version__
 from ..batchnorm import BatchNormConfig
-from ..checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
-from ..data import DATA_ENV, MnistSplits, prepare_mnist
-from ..errors import CheckpointError, TrainingDivergedError
-from ..experiment import SECTIONS, summarize
-from ..files import write_json
-from ..report.figures import plot_cost_curve
-from ..training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingState, train
+from ..data import DATA_ENV
+from ..experiment import SECTIONS
+from ..runs import Run, plan_run
+from ..training import ProgressEvent
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser, UsageError, run_command
 
 PROG = "train_mnist"
@@ -58,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="save the checkpoint every N records (1)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="BLAS/OpenMP threads (default: BLAS capped for small matrices, see backend_mlp.backends.blas_threads)")
+                   help="BLAS/OpenMP threads (default: capped for small matrices; backend_mlp.backends.blas_threads)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -161,89 +157,6 @@ class _Progress:
             self.bar.close()
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _labels_fingerprint(splits: MnistSplits) -> str:
-    """SHA-256 of the training split's labels: identifies the data and the split cheaply."""
-    labels = np.argmax(to_numpy(splits.train.Y_rows), axis=1).astype(np.uint8)
-    return hashlib.sha256(labels.tobytes()).hexdigest()
-
-
-def _default_out(section: str) -> Path:
-    base = Path("runs") / f"section{section}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out, k = base, 1
-    while out.exists():
-        k += 1
-        out = base.with_name(f"{base.name}-{k}")
-    return out
-
-
-@dataclasses.dataclass
-class _Plan:
-    """Everything decided before training starts."""
-
-    config: TrainingConfig
-    dtype: str
-    section: str
-    device_arg: str
-    data_dir: str | None
-    out: Path
-    checkpoint: Checkpoint | None
-
-
-def _plan(args: argparse.Namespace) -> _Plan:
-    overrides = _overrides(args)
-    if args.resume is None:
-        section = args.section or "4"
-        config = dataclasses.replace(SECTIONS[section], **overrides)
-        return _Plan(
-            config, args.dtype or "float64", section, args.device or "cpu", args.data_dir,
-            Path(args.out) if args.out else _default_out(section), None,
-        )
-    ckpt = load_checkpoint(args.resume, device="cpu")
-    base = SECTIONS[args.section] if args.section else ckpt.config
-    config = dataclasses.replace(base, **overrides)
-    if args.max_steps is None:
-        config = dataclasses.replace(config, num_iterations=ckpt.config.num_iterations)
-    dtype = args.dtype or ckpt.dtype
-    try:
-        check_compatible(ckpt, config, dtype, ignore=("num_iterations",))
-    except CheckpointError as exc:
-        raise UsageError(str(exc)) from None
-    if ckpt.state.stopped_reason == "diverged":
-        raise CheckpointError(
-            f"checkpoint {args.resume} is from a run that diverged; there is nothing to resume "
-            "(start a new run, e.g. with a smaller --lr)"
-        )
-    data_dir = args.data_dir
-    recorded = ckpt.extra.get("data_dir")
-    if data_dir is None and isinstance(recorded, str) and Path(recorded).is_dir():
-        data_dir = recorded
-    section = args.section or str(ckpt.extra.get("section", "4"))
-    device_arg = args.device or str(ckpt.extra.get("device_arg", "cpu"))
-    out = Path(args.out) if args.out else Path(args.resume).resolve().parent
-    return _Plan(config, dtype, section, device_arg, data_dir, out, ckpt)
-
-
-def _resume_state(plan: _Plan, splits: MnistSplits, fingerprint: str) -> TrainingState | None:
-    ckpt = plan.checkpoint
-    if ckpt is None:
-        return None
-    saved = ckpt.extra.get("train_labels_sha256")
-    n = ckpt.state.order.shape[0] if ckpt.state.order is not None else splits.train.n_samples
-    if n != splits.train.n_samples or (saved is not None and saved != fingerprint):
-        raise CheckpointError(
-            f"checkpoint {ckpt.path} was trained on different data ({n} training samples, labels "
-            f"SHA-256 {str(saved)[:12]}...) than the MNIST files found now ({splits.train.n_samples}, "
-            f"{fingerprint[:12]}...); pass --data-dir with the files the run started on"
-        )
-    state = move_state(ckpt.state, splits.backend)
-    if state.stopped_reason == "num_iterations" and state.step < plan.config.num_iterations:
-        state.stopped_reason = None  # a larger --max-steps extends the run
-    return state
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -261,116 +174,57 @@ def _run(argv: list[str], started: float) -> int:
 
 
 def _train_command(args: argparse.Namespace, argv: list[str], started: float) -> int:
-    plan = _plan(args)
-    config = plan.config
-    backend: Backend = resolve_backend(plan.device_arg)
-    splits = prepare_mnist(plan.data_dir, device=backend, dtype=plan.dtype, split_seed=SPLIT_SEED)
-    fingerprint = _labels_fingerprint(splits)
-    state = _resume_state(plan, splits, fingerprint)
-    try:
-        plan.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {plan.out}: cannot create the folder ({exc.strerror or exc})") from None
-    ckpt_path, model_path = plan.out / "checkpoint.npz", plan.out / "model.npz"
-    extra = {
-        "section": plan.section,
-        "split_seed": SPLIT_SEED,
-        "device": backend.name,
-        "device_arg": plan.device_arg,
-        "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
-        "n_train": splits.train.n_samples,
-        "train_labels_sha256": fingerprint,
-    }
+    plan = plan_run(
+        section=args.section, overrides=_overrides(args), dtype=args.dtype, device=args.device,
+        data_dir=args.data_dir, out=args.out, resume=args.resume,
+    )
+    run = Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1)
+    splits = run.prepare()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(
-        f"section {plan.section} on {backend.name} ({plan.dtype}): {splits.train.n_samples} train / "
+        f"section {plan.section} on {run.backend.name} ({plan.dtype}): {splits.train.n_samples} train / "
         f"{splits.val.n_samples} val / {splits.test.n_samples} test; output in {plan.out}"
     )
-    if state is not None:
-        say(f"resuming from {args.resume} at step {state.step} (epoch {state.epochs(splits.train.n_samples):.2f})")
-
-    every = args.checkpoint_every or 1
+    if run.state is not None:
+        say(f"resuming from {args.resume} at step {run.state.step} "
+            f"(epoch {run.state.epochs(splits.train.n_samples):.2f})")
     sigint = _DeferredSigint()
-    progress = _Progress(args.quiet, config.num_iterations, state.step if state else 0)
+    progress = _Progress(args.quiet, plan.config.num_iterations, run.state.step if run.state else 0)
 
     def on_record(event: ProgressEvent) -> None:
         progress(event)
         sigint.check()
 
-    def on_checkpoint(st: TrainingState) -> None:
-        if (st.step // config.record_every) % every == 0:
-            save_checkpoint(ckpt_path, config, st, extra=extra)
-
-    start = time.perf_counter()
     try:
         with sigint:
-            result = train(
-                splits.train,
-                config,
-                splits.val,
-                state=state,
-                callback=on_record,
-                checkpoint_callback=on_checkpoint,
-                blas_threads="auto" if args.threads is None else args.threads,
-            )
-            splits.backend.synchronize()
-    except TrainingInterrupted as exc:
+            outcome = run.execute(on_record)
+    finally:
         progress.close()
-        save_checkpoint(ckpt_path, config, exc.state, extra=extra)
+    if outcome.status == "interrupted":
         print(
-            f"{PROG}: interrupted at step {exc.state.step}; checkpoint saved to {ckpt_path}; resume with: "
-            f"{_invocation()} --resume {shlex.quote(str(ckpt_path))}",
+            f"{PROG}: interrupted at step {outcome.state.step}; checkpoint saved to {run.checkpoint_path}; "
+            f"resume with: {_invocation()} --resume {shlex.quote(str(run.checkpoint_path))}",
             file=sys.stderr,
             flush=True,
         )
         return EXIT_INTERRUPTED
-    except TrainingDivergedError as exc:
-        progress.close()
-        best = exc.result  # type: ignore[attr-defined]
-        save_model(model_path, config, best.parameters, best.bn_state, extra=extra, state=best.state)
-        save_checkpoint(ckpt_path, config, best.state, extra=extra)
-        print(f"{PROG}: error: {exc}; saved {model_path} and {ckpt_path}", file=sys.stderr, flush=True)
+    if outcome.status == "diverged":
+        print(f"{PROG}: error: {outcome.error}; saved {run.model_path} and {run.checkpoint_path}",
+              file=sys.stderr, flush=True)
         return EXIT_ERROR
-    finally:
-        progress.close()
-    train_seconds = time.perf_counter() - start
-
-    save_checkpoint(ckpt_path, config, result.state, extra=extra)
-    save_model(model_path, config, result.parameters, result.bn_state, extra=extra, state=result.state)
-    curve_path = plot_cost_curve(
-        plan.out / "cost_curve.png",
-        result.recorded_steps,
-        result.costs,
-        [c for _, c in result.state.val_costs],
-        title=f"Section {plan.section}: cost during training",
-        val_steps=[s for s, _ in result.state.val_costs],
+    metrics_path = run.write_metrics(
+        outcome,
+        wall_seconds=time.perf_counter() - started,
+        command=shlex.join([PROG, *argv]),
+        library_version=__version__,
     )
-    metrics = summarize(result, splits, train_seconds)
-    metrics_path = plan.out / "metrics.json"
-    metrics.update(
-        {
-            "section": plan.section,
-            "total_train_seconds": result.state.elapsed_seconds,
-            "wall_seconds": time.perf_counter() - started,
-            "command": shlex.join([PROG, *argv]),
-            "library_version": _library_version(),
-            "resumed_from": str(args.resume) if args.resume else None,
-            "data_dir": extra["data_dir"],
-            "files": {
-                "metrics": str(metrics_path),
-                "cost_curve": str(curve_path),
-                "model": str(model_path),
-                "checkpoint": str(ckpt_path),
-            },
-        }
-    )
-    write_json(metrics_path, metrics)
+    m, files = outcome.metrics, outcome.files
     say(
-        f"done: {metrics['steps']} steps ({metrics['epochs']:.2f} epochs, stopped by {metrics['stopped_reason']}, "
-        f"best step {metrics['best_step']}) in {metrics['wall_seconds']:.1f}s\n"
-        f"accuracy: train {metrics['train_accuracy']:.4f}  val {metrics['val_accuracy']:.4f}  "
-        f"test {metrics['test_accuracy']:.4f}\n"
-        f"wrote {metrics_path}, {curve_path}, {model_path}, {ckpt_path}"
+        f"done: {m['steps']} steps ({m['epochs']:.2f} epochs, stopped by {m['stopped_reason']}, "
+        f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s\n"
+        f"accuracy: train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  "
+        f"test {m['test_accuracy']:.4f}\n"
+        f"wrote {metrics_path}, {files['cost_curve']}, {files['model']}, {files['checkpoint']}"
     )
     return EXIT_OK
 
@@ -381,12 +235,6 @@ def _invocation() -> str:
     if argv0.endswith(".py"):
         return f"python {shlex.quote(argv0)}"
     return "backend-mlp-train"
-
-
-def _library_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,257 @@
+"""A training run on disk: what to run, resuming it, and the files it leaves.
+
+:func:`plan_run` decides everything before any data is read: the
+configuration (a report section plus explicit overrides, or a checkpoint's,
+checked for compatibility), dtype, device, data folder and output folder.
+:class:`Run` then loads the data, restores the state of a checkpoint (refusing
+one trained on other data), trains with ``checkpoint.npz`` kept up to date,
+and writes ``model.npz``, ``cost_curve.png`` and ``metrics.json``.  A Ctrl-C
+or a divergence still leaves a checkpoint (and, for a divergence, the best
+model) behind.  The command line (:mod:`backend_mlp.cli.train`) only parses
+options and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, resolve_backend, to_numpy
+from .checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
+from .data import MnistSplits, prepare_mnist
+from .errors import CheckpointError, TrainingDivergedError, UsageError
+from .experiment import SECTIONS, summarize
+from .files import write_json
+from .report.figures import plot_cost_curve
+from .training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingResult, TrainingState, train
+
+#: the report's split seed: the 80/20 train/validation split of every run
+SPLIT_SEED = 0
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """Everything decided before training starts."""
+
+    config: TrainingConfig
+    dtype: str
+    section: str
+    device_arg: str
+    data_dir: str | None
+    out: Path
+    checkpoint: Checkpoint | None = None
+    resume_path: str | None = None
+
+
+def default_out(section: str) -> Path:
+    """``runs/section<S>-<timestamp>``, with a suffix when that folder exists already."""
+    base = Path("runs") / f"section{section}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def plan_run(
+    *,
+    section: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    data_dir: str | None = None,
+    out: str | None = None,
+    resume: str | None = None,
+) -> RunPlan:
+    """A new run of ``section`` (default 4) with ``overrides``, or the continuation of the checkpoint ``resume``.
+
+    Resuming takes the checkpoint's configuration, dtype, device and data
+    folder unless given; anything given must be compatible with it
+    (:class:`UsageError` listing the differences).  ``max_steps`` may grow.
+    """
+    overrides = dict(overrides or {})
+    if resume is None:
+        section = section or "4"
+        config = dataclasses.replace(SECTIONS[section], **overrides)
+        return RunPlan(config, dtype or "float64", section, device or "cpu", data_dir,
+                       Path(out) if out else default_out(section))
+    ckpt = load_checkpoint(resume, device="cpu")
+    config = dataclasses.replace(SECTIONS[section] if section else ckpt.config, **overrides)
+    if "num_iterations" not in overrides:
+        config = dataclasses.replace(config, num_iterations=ckpt.config.num_iterations)
+    dtype = dtype or ckpt.dtype
+    try:
+        check_compatible(ckpt, config, dtype, ignore=("num_iterations",))
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    if ckpt.state.stopped_reason == "diverged":
+        raise CheckpointError(
+            f"checkpoint {resume} is from a run that diverged; there is nothing to resume "
+            "(start a new run, e.g. with a smaller --lr)"
+        )
+    recorded = ckpt.extra.get("data_dir")
+    if data_dir is None and isinstance(recorded, str) and Path(recorded).is_dir():
+        data_dir = recorded
+    return RunPlan(
+        config,
+        dtype,
+        section or str(ckpt.extra.get("section", "4")),
+        device or str(ckpt.extra.get("device_arg", "cpu")),
+        data_dir,
+        Path(out) if out else Path(resume).resolve().parent,
+        ckpt,
+        resume,
+    )
+
+
+def labels_fingerprint(splits: MnistSplits) -> str:
+    """SHA-256 of the training split's labels: identifies the data and the split cheaply."""
+    labels = np.argmax(to_numpy(splits.train.Y_rows), axis=1).astype(np.uint8)
+    return hashlib.sha256(labels.tobytes()).hexdigest()
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """How a run ended: ``"done"`` (``metrics`` and ``files`` set), ``"interrupted"`` or ``"diverged"``."""
+
+    status: str
+    state: TrainingState
+    files: dict[str, Path]
+    metrics: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+class Run:
+    """One planned run: :meth:`prepare` loads data and state, :meth:`execute` trains and writes the files."""
+
+    def __init__(self, plan: RunPlan, *, threads: int | None = None, checkpoint_every: int = 1) -> None:
+        self.plan = plan
+        self.threads = threads
+        self.checkpoint_every = checkpoint_every
+        self.backend: Backend = resolve_backend(plan.device_arg)
+        self.splits: MnistSplits | None = None
+        self.state: TrainingState | None = None
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.plan.out / "checkpoint.npz"
+
+    @property
+    def model_path(self) -> Path:
+        return self.plan.out / "model.npz"
+
+    def prepare(self) -> MnistSplits:
+        """Load and split MNIST on the backend, restore the checkpoint's state, create the output folder."""
+        plan = self.plan
+        splits = prepare_mnist(plan.data_dir, device=self.backend, dtype=plan.dtype, split_seed=SPLIT_SEED)
+        fingerprint = labels_fingerprint(splits)
+        self.state = self._resume_state(splits, fingerprint)
+        try:
+            plan.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {plan.out}: cannot create the folder ({exc.strerror or exc})") from None
+        self.extra = {
+            "section": plan.section,
+            "split_seed": SPLIT_SEED,
+            "device": self.backend.name,
+            "device_arg": plan.device_arg,
+            "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
+            "n_train": splits.train.n_samples,
+            "train_labels_sha256": fingerprint,
+        }
+        self.splits = splits
+        return splits
+
+    def _resume_state(self, splits: MnistSplits, fingerprint: str) -> TrainingState | None:
+        ckpt = self.plan.checkpoint
+        if ckpt is None:
+            return None
+        saved = ckpt.extra.get("train_labels_sha256")
+        n = ckpt.state.order.shape[0] if ckpt.state.order is not None else splits.train.n_samples
+        if n != splits.train.n_samples or (saved is not None and saved != fingerprint):
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} was trained on different data ({n} training samples, labels "
+                f"SHA-256 {str(saved)[:12]}...) than the MNIST files found now ({splits.train.n_samples}, "
+                f"{fingerprint[:12]}...); pass --data-dir with the files the run started on"
+            )
+        state = move_state(ckpt.state, splits.backend)
+        if state.stopped_reason == "num_iterations" and state.step < self.plan.config.num_iterations:
+            state.stopped_reason = None  # a larger max_steps extends the run
+        return state
+
+    def execute(self, callback: Callable[[ProgressEvent], None] | None = None) -> RunOutcome:
+        """Train (from :meth:`prepare`'s state), keep the checkpoint current, and write the run's files."""
+        if self.splits is None:
+            self.prepare()
+        splits, config = self.splits, self.plan.config
+        assert splits is not None
+
+        def on_checkpoint(st: TrainingState) -> None:
+            if (st.step // config.record_every) % self.checkpoint_every == 0:
+                save_checkpoint(self.checkpoint_path, config, st, extra=self.extra)
+
+        files = {"checkpoint": self.checkpoint_path}
+        start = time.perf_counter()
+        try:
+            result = train(
+                splits.train, config, splits.val, state=self.state, callback=callback,
+                checkpoint_callback=on_checkpoint, blas_threads="auto" if self.threads is None else self.threads,
+            )
+            splits.backend.synchronize()
+        except TrainingInterrupted as exc:
+            save_checkpoint(self.checkpoint_path, config, exc.state, extra=self.extra)
+            return RunOutcome("interrupted", exc.state, files, error=exc)
+        except TrainingDivergedError as exc:
+            best: TrainingResult = exc.result  # type: ignore[attr-defined]
+            save_model(self.model_path, config, best.parameters, best.bn_state, extra=self.extra, state=best.state)
+            save_checkpoint(self.checkpoint_path, config, best.state, extra=self.extra)
+            return RunOutcome("diverged", best.state, {**files, "model": self.model_path}, error=exc)
+        train_seconds = time.perf_counter() - start
+        return RunOutcome("done", result.state, *self._write_outputs(result, train_seconds))
+
+    def _write_outputs(self, result: TrainingResult, train_seconds: float) -> tuple[dict[str, Path], dict[str, Any]]:
+        plan, config = self.plan, self.plan.config
+        assert self.splits is not None
+        save_checkpoint(self.checkpoint_path, config, result.state, extra=self.extra)
+        save_model(self.model_path, config, result.parameters, result.bn_state, extra=self.extra, state=result.state)
+        val_costs = result.state.val_costs
+        curve_path = plot_cost_curve(
+            plan.out / "cost_curve.png",
+            result.recorded_steps,
+            result.costs,
+            [c for _, c in val_costs],
+            title=f"Section {plan.section}: cost during training",
+            val_steps=[s for s, _ in val_costs],
+        )
+        files = {
+            "metrics": plan.out / "metrics.json",
+            "cost_curve": curve_path,
+            "model": self.model_path,
+            "checkpoint": self.checkpoint_path,
+        }
+        metrics = summarize(result, self.splits, train_seconds)
+        metrics.update(
+            {
+                "section": plan.section,
+                "total_train_seconds": result.state.elapsed_seconds,
+                "resumed_from": str(plan.resume_path) if plan.resume_path else None,
+                "data_dir": self.extra["data_dir"],
+                "files": {k: str(v) for k, v in files.items()},
+            }
+        )
+        return files, metrics
+
+    def write_metrics(self, outcome: RunOutcome, **more: Any) -> Path:
+        """Write ``metrics.json`` of a finished run, with ``more`` fields (command line, wall time, ...)."""
+        assert outcome.metrics is not None
+        outcome.metrics.update(more)
+        path = outcome.files["metrics"]
+        write_json(path, outcome.metrics)
+        return path
