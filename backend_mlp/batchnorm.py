@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import validation as V
 from .backends import namespace_of
 from .errors import InputValidationError
 from .ops import PURE, Ops
@@ -43,14 +44,16 @@ class BatchNormConfig:
     def __post_init__(self) -> None:
         if self.position not in BATCHNORM_POSITIONS:
             raise InputValidationError(
-                f"batchnorm position: received {self.position!r}; expected 'after' or 'before'"
+                f"position: received {self.position!r}; expected 'after' or 'before' (BatchNormConfig)"
             )
-        if not 0.0 <= self.momentum <= 1.0:
+        for name in ("affine", "backprop_statistics"):
+            V.check_bool(name, getattr(self, name))
+        momentum = self.momentum
+        if not (V.is_real_number(momentum) and 0.0 <= momentum <= 1.0):
             raise InputValidationError(
-                f"batchnorm momentum: received {self.momentum!r}; expected a number in [0, 1]"
+                f"momentum: received {momentum!r}; expected a number in [0, 1] (BatchNormConfig)"
             )
-        if not self.eps > 0:
-            raise InputValidationError(f"batchnorm eps: received {self.eps!r}; expected a positive number")
+        V.check_positive_number("eps", self.eps, "1e-5")
 
 
 def as_batchnorm_config(use_batchnorm: bool | BatchNormConfig | None) -> BatchNormConfig | None:
@@ -174,6 +177,16 @@ def apply_batchnorm(
     Stays finite for a constant feature and for a batch of one (``xhat = 0``).
     """
     xp = namespace_of(A, gamma, beta, running_mean, running_var)
+    V.check_ndim("A", A, 2, "(n, m), one column per sample")
+    column = (int(A.shape[0]), 1)
+    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        if v is not None and V.shape_of(v) != column:
+            raise InputValidationError(
+                f"{name}: received shape {V.shape_of(v)}; expected {column}, one entry per row of A"
+            )
+    if (gamma is None) != (beta is None):
+        raise InputValidationError("gamma, beta: received only one of them; expected both or neither")
+    training = V.check_bool("training", training)
     return _batchnorm_forward(xp, PURE, A, gamma, beta, eps, running_mean, running_var, training)
 
 
@@ -185,7 +198,16 @@ def batchnorm_backward(dout: Array, cache: BatchNormCache) -> tuple[Array, Array
     without scale/shift).  In training mode the gradient flows through the
     batch mean and variance.
     """
+    if not isinstance(cache, BatchNormCache):
+        raise InputValidationError(
+            f"cache: received {type(cache).__name__}; expected the BatchNormCache returned by apply_batchnorm"
+        )
     xp = namespace_of(dout, cache.xhat)
+    if V.shape_of(dout) != V.shape_of(cache.xhat):
+        raise InputValidationError(
+            f"dout: received shape {V.shape_of(dout)}; expected {V.shape_of(cache.xhat)}, the shape of "
+            "apply_batchnorm's output"
+        )
     dA, dgamma, dbeta = _batchnorm_backward(xp, PURE, dout, cache)
     m = dout.shape[1]
     return dA, None if dgamma is None else dgamma / m, None if dbeta is None else dbeta / m

@@ -346,6 +346,8 @@ def update_parameters(
     """
     V.check_dict("parameters", parameters, "a dict of arrays from initialize_parameters")
     V.check_dict("grads", grads, "a dict of arrays from L_model_backward")
+    if not parameters:
+        raise InputValidationError("parameters: received an empty dict; expected the arrays from initialize_parameters")
     learning_rate = V.check_positive_number("learning_rate", learning_rate, "0.009")
     unknown = [k for k in grads if not (isinstance(k, str) and k.startswith("d") and k[1:] in parameters)]
     if unknown:

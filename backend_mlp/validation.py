@@ -55,7 +55,7 @@ def is_real_host_dtype(dtype: np.dtype) -> bool:
     return dtype != np.bool_ and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
 
 
-def _is_real_number(value: Any) -> bool:
+def is_real_number(value: Any) -> bool:
     if type(value) is float or type(value) is int:  # the common case, without the slow ABC check
         return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
@@ -63,7 +63,7 @@ def _is_real_number(value: Any) -> bool:
 
 def check_positive_number(name: str, value: Any, example: str = "0.009") -> float:
     """A finite real number ``> 0`` (booleans refused)."""
-    if not _is_real_number(value) or not (math.isfinite(value) and value > 0):
+    if not is_real_number(value) or not (math.isfinite(value) and value > 0):
         raise InputValidationError(
             f"{name}: received {short_repr(value)}; expected a finite positive number such as {example}"
         )
@@ -72,7 +72,7 @@ def check_positive_number(name: str, value: Any, example: str = "0.009") -> floa
 
 def check_nonnegative_number(name: str, value: Any, hint: str = "") -> float:
     """A finite real number ``>= 0`` (booleans refused)."""
-    if not _is_real_number(value) or not (math.isfinite(value) and value >= 0):
+    if not is_real_number(value) or not (math.isfinite(value) and value >= 0):
         raise InputValidationError(
             f"{name}: received {short_repr(value)}; expected a finite number >= 0{hint}"
         )
@@ -102,7 +102,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 def check_fraction(name: str, value: Any) -> float:
     """A number strictly between 0 and 1."""
-    if not _is_real_number(value) or not (0.0 < value < 1.0):
+    if not is_real_number(value) or not (0.0 < value < 1.0):
         raise InputValidationError(f"{name}: received {short_repr(value)}; expected a number strictly between 0 and 1")
     return float(value)
 
@@ -116,7 +116,7 @@ def check_layer_dims(layer_dims: Any, name: str = "layer_dims") -> list[int]:
     dims: list[int] = []
     for i, d in enumerate(entries):
         integral = isinstance(d, numbers.Integral) and not isinstance(d, bool)
-        integral_float = _is_real_number(d) and math.isfinite(d) and float(d).is_integer()
+        integral_float = is_real_number(d) and math.isfinite(d) and float(d).is_integer()
         if not (integral or integral_float):
             raise InputValidationError(
                 f"{name}: entry {i} is {short_repr(d)} in {short_repr(entries)}; expected {example}"

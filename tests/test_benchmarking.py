@@ -130,7 +130,7 @@ def test_all_sides_run_the_identical_workload(
 def _torch_side(torch, host: HostData, dtype: str, seed: int):
     from backend_mlp.bench.torch_side import TorchSide
 
-    return TorchSide(torch, "cpu", host, dtype, seed=seed)
+    return TorchSide(torch, resolve_backend("numpy"), host, dtype, seed=seed)
 
 
 def test_every_block_starts_from_the_initial_weights(data: HostData) -> None:

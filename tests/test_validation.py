@@ -522,3 +522,34 @@ def test_estimator_fits_two_samples_with_early_stopping(backend):
 def test_estimator_set_params_refuses_unknown_names():
     call = lambda: MLPClassifier().set_params(alpha=0.1)  # noqa: E731
     expect(InputValidationError, call, "set_params", "'alpha'", "hidden_layer_sizes")
+
+
+def test_more_bad_arguments_get_named_errors(backend):
+    """Cases a first review found raising raw IndexError/TypeError/AttributeError/ValueError."""
+    from backend_mlp import TrainingConfig, apply_batchnorm, batchnorm_backward, evaluate_accuracy, update_parameters
+
+    A = backend.asarray(np.ones((3, 4)))
+    col2 = backend.asarray(np.ones((2, 1)))
+    expect(InputValidationError, lambda: update_parameters({}, {}, 0.1), "parameters", "empty")
+    expect(InputValidationError, lambda: evaluate_accuracy((1, 2), {}, TrainingConfig()), "data", "tuple")
+    expect(InputValidationError, lambda: evaluate_accuracy((1, 2), {}, None), "config", "NoneType")
+    expect(InputValidationError, lambda: apply_batchnorm(A, col2, col2), "gamma", "(2, 1)", "(3, 1)")
+    expect(InputValidationError, lambda: batchnorm_backward(A, "cache"), "cache", "str")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"momentum": "0.1"}, ("momentum", "'0.1'")), ({"eps": 0}, ("eps",)), ({"affine": "yes"}, ("affine",)),
+     ({"position": "middle"}, ("position", "'middle'"))],
+)
+def test_batchnorm_config_names_the_bad_field(kwargs, words):  # host-only: a configuration holds no arrays
+    from backend_mlp import BatchNormConfig
+
+    expect(InputValidationError, lambda: BatchNormConfig(**kwargs), *words)
+
+
+def test_split_refuses_a_bad_seed():  # host-only: the split runs on host arrays
+    from backend_mlp import split_train_validation
+
+    expect(InputValidationError, lambda: split_train_validation(np.zeros((10, 2)), np.zeros(10), 0.2, seed="x"),
+           "seed", "'x'")

@@ -63,6 +63,14 @@ def resolve_backend(choice: str | Backend = "cpu") -> Backend:
     raise InputValidationError(f"device: received {choice!r}; expected {_CHOICES}")
 
 
+def torch_on_same_hardware(backend: Backend) -> Backend:
+    """The PyTorch backend that computes where ``backend`` does (its CPU, or the same CUDA device).
+
+    Raises :class:`BackendUnavailableError` when PyTorch is missing or cannot use that device.
+    """
+    return resolve_backend(f"torch:{backend.hardware}")
+
+
 def _class_of(x: Any) -> type[Backend] | None:
     for cls in BACKEND_CLASSES:
         if cls.owns(x):
@@ -239,6 +247,7 @@ __all__ = [
     "resolve_backend",
     "resolve_dtype_name",
     "to_backend",
+    "torch_on_same_hardware",
     "to_numpy",
     "tree_to_backend",
     "tree_to_numpy",

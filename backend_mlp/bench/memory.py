@@ -93,7 +93,7 @@ def side_memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     del source
     workload = WORKLOADS[spec["workload"]]
     if torch is not None:
-        side: Any = TorchSide(torch, backend.hardware, data, spec["dtype"], spec["seed"])
+        side: Any = TorchSide(torch, backend, data, spec["dtype"], spec["seed"])
     else:
         cls = FunctionalSide if spec["side"] == FUNCTIONAL else BackendMLPSide
         side = cls(backend, data, spec["dtype"], spec["seed"])

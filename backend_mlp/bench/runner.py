@@ -164,10 +164,9 @@ class Benchmark:
         if self.o.functional:
             sides.append(FunctionalSide(self.backend, data, dtype, self.o.seed, placed=train_side))
         if self.torch is not None:
-            hardware = self.backend.hardware
-            sides.append(TorchSide(self.torch, hardware, data, dtype, self.o.seed))
+            sides.append(TorchSide(self.torch, self.backend, data, dtype, self.o.seed))
             if with_compile and self.compile_skipped is None:
-                sides.append(TorchSide(self.torch, hardware, data, dtype, self.o.seed, compiled=True))
+                sides.append(TorchSide(self.torch, self.backend, data, dtype, self.o.seed, compiled=True))
         return sides
 
     def run(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, resolve_backend
+from ..backends import Backend, torch_on_same_hardware
 from ..errors import BackendUnavailableError
 from ..initialization import initialize_parameters_host
 from .workloads import COMPILE, LEARNING_RATE, TORCH, BlockIndices, HostData, Workload
@@ -29,14 +29,13 @@ def import_torch(backend: Backend) -> Any:
         import torch
     except ImportError:
         return None
-    if backend.hardware != "cpu":
-        try:
-            resolve_backend(f"torch:{backend.hardware}")
-        except BackendUnavailableError as exc:
-            raise BackendUnavailableError(
-                f"device {backend.name!r} computes on {backend.hardware}, but PyTorch cannot use it ({exc}), "
-                "so the comparison cannot run on the same hardware"
-            ) from None
+    try:
+        torch_on_same_hardware(backend)
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(
+            f"device {backend.name!r} computes on {backend.hardware}, but PyTorch cannot use it ({exc}), "
+            "so the comparison cannot run on the same hardware"
+        ) from None
     return torch
 
 
@@ -46,12 +45,12 @@ class TorchSide:
     predicts = True
 
     def __init__(
-        self, torch: Any, hardware: str, data: HostData, dtype: str, seed: int, *, compiled: bool = False
+        self, torch: Any, hardware_of: Backend, data: HostData, dtype: str, seed: int, *, compiled: bool = False
     ) -> None:
-        """``hardware``: ``"cpu"`` or ``"cuda:N"``, as :attr:`Backend.hardware` spells it."""
+        """``hardware_of``: the backend whose hardware (CPU or CUDA device) PyTorch computes on."""
         self.torch = torch
         #: the PyTorch backend of that hardware: synchronize() and device memory peaks
-        self.backend = resolve_backend(f"torch:{hardware}")
+        self.backend = torch_on_same_hardware(hardware_of)
         self.device = self.backend.device
         self.tdtype = getattr(torch, dtype)
         self.dtype = dtype

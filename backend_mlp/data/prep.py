@@ -129,6 +129,12 @@ def split_train_validation(
             f"validation_fraction: {validation_fraction} of {m} samples gives {n_val} validation and "
             f"{m - n_val} training samples; expected at least one in each part"
         )
-    order = np.random.default_rng(seed).permutation(m)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise InputValidationError(
+            f"seed: received {seed!r}; expected a non-negative integer, a tuple of them, or None"
+        ) from None
+    order = rng.permutation(m)
     train_idx, val_idx = order[: m - n_val], order[m - n_val :]
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import validation as V
 from ..backends import namespace_of
+from ..errors import InputValidationError
 from ..losses import _cross_entropy
 from ..network import _accuracy, _forward
 from ..ops import PURE
@@ -16,6 +18,11 @@ Array = Any
 def _inference_probabilities(
     data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None
 ) -> tuple[Any, Array]:
+    if not isinstance(config, TrainingConfig):
+        raise InputValidationError(f"config: received {type(config).__name__}; expected a TrainingConfig")
+    if not (hasattr(data, "X_rows") and hasattr(data, "Y_rows")):
+        raise InputValidationError(f"data: received {type(data).__name__}; expected a Dataset")
+    V.check_dict("parameters", parameters, "a dict of arrays")
     xp = namespace_of(data.X_rows, *parameters.values())
     L = len(config.layer_dims) - 1
     AL, _, _ = _forward(xp, PURE, data.X, parameters, L, config.batchnorm, False, bn_state or {})

@@ -55,6 +55,10 @@ def train(
     steps; ``"auto"`` caps them for small matrices (see
     :mod:`backend_mlp.backends.blas_threads`), an integer sets them, ``None`` leaves them.
 
+    A given ``state`` is advanced in place (``result.state`` is that object),
+    so a :class:`TrainingInterrupted`'s ``.state`` is where to resume from;
+    to resume twice from one checkpoint, load it twice.
+
     Raises :class:`TrainingDivergedError` (``.result`` holds the best
     parameters) on a non-finite cost and :class:`TrainingInterrupted`
     (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
