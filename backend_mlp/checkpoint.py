@@ -33,7 +33,7 @@ import numpy as np
 
 from .backends import Backend, resolve_backend, resolve_dtype_name, tree_to_backend, tree_to_numpy
 from .errors import BackendMLPError, CheckpointError, DataError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_bytes
 from .initialization import batchnorm_state_shapes, parameter_shapes
 from .training import TrainingConfig, TrainingState
 
@@ -214,14 +214,7 @@ def save_model(
 
 
 def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file not found: {path}") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path} is a folder; expected a .npz file") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    raw = read_bytes(path, "checkpoint file", "a .npz file written by backend_mlp", CheckpointError)
     if not raw.startswith(_ZIP_MAGIC):
         raise CheckpointError(
             f"checkpoint {path} is not an .npz file ({len(raw)} bytes, no zip signature); "

@@ -33,6 +33,23 @@ from .errors import DataError
 __all__ = ["atomic_write_bytes", "json_ready", "write_json"]
 
 
+def read_bytes(path: str | os.PathLike[str], what: str, expected: str, error: type[Exception] = DataError) -> bytes:
+    """The content of the file ``path`` (a ``what`` such as ``"IDX file"``); ``error`` names what went wrong.
+
+    A missing file, a folder, or an unreadable file raises ``error`` with a
+    message that says which and what was ``expected`` (e.g. ``"a .npz file"``).
+    """
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {p} (expected {expected})") from None
+    except IsADirectoryError:
+        raise error(f"{what} {p} is a folder; expected {expected}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and ``os.replace``.
 

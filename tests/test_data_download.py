@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend_mlp.data import MNIST, DatasetSpec, load_dataset, load_mnist, locate_mnist
+from backend_mlp.data import MNIST, DatasetSpec, load_dataset, load_mnist, locate_dataset
 from backend_mlp.data.idx import encode_idx
 from backend_mlp.errors import ChecksumError, DataError, DownloadError
 
@@ -151,7 +151,7 @@ def test_only_missing_files_are_downloaded(server: Server, isolated_env: Path) -
     url = server.mirror("good", GZ)
     isolated_env.mkdir(parents=True)
     (isolated_env / "train-images-idx3-ubyte").write_bytes(RAW["train-images-idx3-ubyte"])  # raw is fine
-    paths = locate_mnist(mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT)
+    paths = locate_dataset(MNIST, mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT)
     assert paths["train-images-idx3-ubyte"].name == "train-images-idx3-ubyte"
     assert sorted(server.hits) == sorted(f"/good/{n}.gz" for n in MNIST_FILES[1:])
 

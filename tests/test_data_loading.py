@@ -14,11 +14,10 @@ from backend_mlp.data import (
     MNIST,
     DatasetSpec,
     ImageData,
-    MnistData,
     default_cache_dir,
     load_dataset,
     load_mnist,
-    locate_mnist,
+    locate_dataset,
 )
 from backend_mlp.data.idx import encode_idx, write_idx
 from backend_mlp.errors import ChecksumError, DataError, DownloadError, InputValidationError
@@ -66,7 +65,7 @@ def test_load_from_explicit_folder(tmp_path: Path, spelling: str) -> None:
     arrays = fake_mnist()
     folder = write_folder(tmp_path / "data", arrays, spelling)
     data = load_mnist(folder)
-    assert isinstance(data, MnistData)
+    assert type(data) is ImageData and data.class_names == MNIST.class_names
     assert data.train_images.shape == (N_TRAIN, 784) and data.train_images.dtype == np.float64
     assert data.test_images.shape == (N_TEST, 784)
     assert data.train_labels.shape == (N_TRAIN,) and data.train_labels.dtype == np.int64
@@ -78,7 +77,7 @@ def test_load_from_explicit_folder(tmp_path: Path, spelling: str) -> None:
     np.testing.assert_array_equal(data.test_labels, arrays["t10k-labels-idx1-ubyte"])
     assert 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
     assert set(data.files) == set(MNIST_FILES)
-    assert "MnistData(" in repr(data)
+    assert "ImageData(" in repr(data) and "n_classes=10" in repr(data)
 
 
 def test_float32_and_other_image_size(tmp_path: Path) -> None:
@@ -111,7 +110,7 @@ def test_explicit_folder_missing_files(tmp_path: Path, isolated_env: Path) -> No
 
 def test_explicit_folder_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist") as info:
-        locate_mnist(tmp_path / "nowhere")
+        locate_dataset(MNIST, tmp_path / "nowhere")
     assert "nowhere" in str(info.value) and "BACKEND_MLP_DATA" in str(info.value)
 
 
@@ -119,13 +118,13 @@ def test_explicit_path_is_a_file(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_text("x")
     with pytest.raises(DataError, match="not a folder"):
-        locate_mnist(f)
+        locate_dataset(MNIST, f)
 
 
 def test_env_var_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = write_folder(tmp_path / "env_data", fake_mnist(), "raw")
     monkeypatch.setenv("BACKEND_MLP_DATA", str(folder))
-    paths = locate_mnist()
+    paths = locate_dataset(MNIST)
     assert paths == {name: folder / name for name in MNIST_FILES}
     assert load_mnist().train_images.shape == (N_TRAIN, 784)
 
@@ -134,7 +133,7 @@ def test_env_var_folder_missing_files_names_the_env_var(tmp_path: Path, monkeypa
     folder = write_folder(tmp_path / "env_data", fake_mnist(), skip=("t10k-labels-idx1-ubyte",))
     monkeypatch.setenv("BACKEND_MLP_DATA", str(folder))
     with pytest.raises(DataError) as info:
-        locate_mnist()
+        locate_dataset(MNIST)
     msg = str(info.value)
     assert "environment variable BACKEND_MLP_DATA" in msg and "files: t10k-labels-idx1-ubyte." in msg
 
@@ -148,7 +147,7 @@ def test_argument_overrides_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_cache_without_download(tmp_path: Path) -> None:
     cache = tmp_path / "c"
     with pytest.raises(DataError) as info:
-        locate_mnist(download=False, cache_dir=cache)
+        locate_dataset(MNIST, download=False, cache_dir=cache)
     msg = str(info.value)
     assert "download=False" in msg and "--data-dir" in msg and "BACKEND_MLP_DATA" in msg
     for name in MNIST_FILES:
@@ -260,7 +259,7 @@ def test_load_dataset_for_another_spec(tmp_path: Path) -> None:
     spec = _spec()
     arrays = _write_toy(tmp_path / "toy", spec)
     data = load_dataset(spec, tmp_path / "toy", dtype="float32")
-    assert type(data) is ImageData and not isinstance(data, MnistData)
+    assert type(data) is ImageData
     assert data.train_images.shape == (30, 20) and data.n_features == 20 and data.image_shape == (5, 4)
     assert data.n_classes == 3 and data.class_names == ("circle", "square", "triangle")
     np.testing.assert_array_equal(data.test_labels, arrays[spec.files["test_labels"]])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend_mlp.backends import to_numpy
-from backend_mlp.data import MNIST, MnistData, load_mnist, locate_mnist, one_hot, prepare_mnist
+from backend_mlp.data import MNIST, ImageData, load_mnist, locate_dataset, one_hot, prepare_mnist
 from backend_mlp.data.idx import read_idx_bytes
 from backend_mlp.errors import DataError
 
@@ -29,17 +29,17 @@ def paths() -> dict[str, Path]:
     if not folder:
         pytest.skip("real MNIST: set BACKEND_MLP_DATA to a folder with the four MNIST files")
     try:
-        return locate_mnist(download=False)  # reads BACKEND_MLP_DATA
+        return locate_dataset(MNIST, download=False)  # reads BACKEND_MLP_DATA
     except DataError as exc:
         pytest.skip(f"real MNIST: BACKEND_MLP_DATA={folder} is not usable: {exc}")
 
 
 @pytest.fixture(scope="module")
-def mnist(paths: dict[str, Path]) -> MnistData:
+def mnist(paths: dict[str, Path]) -> ImageData:
     return load_mnist(download=False)
 
 
-def test_shapes_and_dtypes(mnist: MnistData) -> None:
+def test_shapes_and_dtypes(mnist: ImageData) -> None:
     assert mnist.train_images.shape == (60000, 784) and mnist.train_images.dtype == np.float64
     assert mnist.test_images.shape == (10000, 784) and mnist.test_images.dtype == np.float64
     assert mnist.train_labels.shape == (60000,) and mnist.train_labels.dtype == np.int64
@@ -47,17 +47,17 @@ def test_shapes_and_dtypes(mnist: MnistData) -> None:
     assert mnist.image_shape == (28, 28)
 
 
-def test_label_counts(mnist: MnistData) -> None:
+def test_label_counts(mnist: ImageData) -> None:
     assert np.bincount(mnist.train_labels, minlength=10).tolist() == TRAIN_COUNTS
     assert np.bincount(mnist.test_labels, minlength=10).tolist() == TEST_COUNTS
 
 
-def test_first_labels(mnist: MnistData) -> None:
+def test_first_labels(mnist: ImageData) -> None:
     assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
 
 
-def test_pixel_range_and_mean(mnist: MnistData) -> None:
+def test_pixel_range_and_mean(mnist: ImageData) -> None:
     for images in (mnist.train_images, mnist.test_images):
         assert images.min() == 0.0 and images.max() == 1.0
     assert mnist.train_images.mean() == pytest.approx(0.13066, abs=5e-5)
@@ -65,7 +65,7 @@ def test_pixel_range_and_mean(mnist: MnistData) -> None:
     np.testing.assert_array_equal(np.round(mnist.test_images * 255) / 255, mnist.test_images)
 
 
-def test_one_hot_of_real_labels(mnist: MnistData) -> None:
+def test_one_hot_of_real_labels(mnist: ImageData) -> None:
     y = one_hot(mnist.test_labels)
     assert y.shape == (10, 10000)
     assert y.sum(axis=1).tolist() == TEST_COUNTS

@@ -19,9 +19,9 @@ Atomic file writing lives in :mod:`backend_mlp.files`.
 from __future__ import annotations
 
 from .dataset import Dataset
-from .download import CACHE_ENV, DATA_ENV, default_cache_dir, locate_dataset, locate_mnist
+from .download import CACHE_ENV, DATA_ENV, default_cache_dir, locate_dataset
 from .idx import read_idx, write_idx
-from .loading import ImageData, MnistData, load_dataset, load_mnist
+from .loading import ImageData, load_dataset, load_mnist
 from .prep import one_hot, split_train_validation, to_host
 from .sources import MNIST, DatasetSpec
 from .splits import MnistSplits, prepare_mnist
@@ -33,13 +33,11 @@ __all__ = [
     "Dataset",
     "DatasetSpec",
     "ImageData",
-    "MnistData",
     "MnistSplits",
     "default_cache_dir",
     "load_dataset",
     "load_mnist",
     "locate_dataset",
-    "locate_mnist",
     "one_hot",
     "prepare_mnist",
     "read_idx",

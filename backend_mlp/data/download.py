@@ -40,7 +40,6 @@ __all__ = [
     "ProgressCallback",
     "default_cache_dir",
     "locate_dataset",
-    "locate_mnist",
     "verify_sha256",
 ]
 
@@ -148,23 +147,6 @@ def locate_dataset(
         for name in missing:
             found[name] = _download(spec, name, cache, mirror_list, sums.get(name), timeout, progress)
     return {name: p for name, p in found.items() if p is not None}
-
-
-def locate_mnist(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    mirrors: Sequence[str] | None = None,
-    checksums: Mapping[str, str] | None = None,
-    timeout: float = 30,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Path]:
-    """:func:`locate_dataset` for :data:`~backend_mlp.data.sources.MNIST`."""
-    return locate_dataset(
-        MNIST, data_dir, download=download, cache_dir=cache_dir, mirrors=mirrors, checksums=checksums,
-        timeout=timeout, progress=progress,
-    )
 
 
 def _locate_explicit(spec: DatasetSpec, folder: Path, source: str, cache: Path) -> dict[str, Path]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputValidationError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, read_bytes
 
 __all__ = [
     "IDX_DTYPES",
@@ -71,14 +71,7 @@ def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
     file and for truncated or corrupted gzip data.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"IDX file not found: {p} (expected an existing file, gzipped or raw)") from None
-    except IsADirectoryError:
-        raise DataError(f"IDX file {p} is a folder; expected a file") from None
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file {p}: {exc.strerror or exc}") from None
+    raw = read_bytes(p, "IDX file", "an existing file, gzipped or raw")
     if p.suffix == ".gz" or raw.startswith(_GZIP_SIGNATURE):
         return _gunzip(raw, str(p))
     return raw

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from .download import ProgressCallback, locate_dataset, verify_sha256
 from .idx import parse_idx, read_idx_bytes
 from .sources import MNIST, DatasetSpec
 
-__all__ = ["ImageData", "MnistData", "load_dataset", "load_mnist"]
+__all__ = ["ImageData", "load_dataset", "load_mnist"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -69,10 +70,6 @@ class ImageData:
         )
 
 
-class MnistData(ImageData):
-    """MNIST as loaded by :func:`load_mnist` (an :class:`ImageData`; ``image_shape`` ``(28, 28)``)."""
-
-
 def load_dataset(
     spec: DatasetSpec,
     data_dir: str | os.PathLike[str] | None = None,
@@ -95,32 +92,19 @@ def load_dataset(
     or the files disagree (image count != label count, image sizes differ, labels
     outside the spec's classes).
     """
-    return _load(spec, ImageData, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
+    return _load(spec, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
 
 
-def load_mnist(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    dtype: str = "float64",
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    mirrors: Sequence[str] | None = None,
-    checksums: Mapping[str, str] | None = None,
-    timeout: float = 30,
-    progress: ProgressCallback | None = None,
-) -> MnistData:
-    """Load MNIST as an :class:`MnistData`: :func:`load_dataset` with :data:`~backend_mlp.data.sources.MNIST`.
+def load_mnist(data_dir: str | os.PathLike[str] | None = None, **options: Any) -> ImageData:
+    """:func:`load_dataset` for :data:`~backend_mlp.data.sources.MNIST` (same keyword options).
 
     Images ``(60000, 784)`` and ``(10000, 784)`` floats in [0, 1], labels int64 in 0..9.
     """
-    data = _load(MNIST, MnistData, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
-    assert isinstance(data, MnistData)
-    return data
+    return load_dataset(MNIST, data_dir, **options)
 
 
 def _load(
     spec: DatasetSpec,
-    cls: type[ImageData],
     data_dir: str | os.PathLike[str] | None,
     dtype: str,
     download: bool,
@@ -192,7 +176,7 @@ def _load(
             )
 
     assert image_shape is not None
-    return cls(
+    return ImageData(
         train_images=splits["train"][0],
         train_labels=splits["train"][1],
         test_images=splits["test"][0],
