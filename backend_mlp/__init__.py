@@ -31,7 +31,7 @@ from .backends import (
 )
 from .batchnorm import BatchNormConfig, apply_batchnorm, batchnorm_backward
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
-from .data import Dataset, load_mnist, one_hot, split_train_validation
+from .data import MNIST, Dataset, DatasetSpec, load_dataset, load_mnist, one_hot, split_train_validation
 from .errors import (
     BackendMismatchError,
     BackendMLPError,
@@ -70,9 +70,12 @@ from .network import (
 from .optimizers import SGD, Optimizer, get_optimizer
 from .training import (
     L_layer_model,
+    ProgressEvent,
+    StepOutput,
     TrainingConfig,
     TrainingResult,
     TrainingState,
+    batch_indices,
     evaluate_accuracy,
     evaluate_cost,
     new_training_state,
@@ -83,6 +86,7 @@ from .training import (
 __version__ = "0.2.0"
 
 __all__ = [
+    "MNIST",
     "SGD",
     "Backend",
     "BackendMLPError",
@@ -93,6 +97,7 @@ __all__ = [
     "ChecksumError",
     "DataError",
     "Dataset",
+    "DatasetSpec",
     "DownloadError",
     "InputValidationError",
     "L_layer_model",
@@ -101,6 +106,8 @@ __all__ = [
     "MLPClassifier",
     "NotFittedError",
     "Optimizer",
+    "ProgressEvent",
+    "StepOutput",
     "TrainingConfig",
     "TrainingDivergedError",
     "TrainingInterrupted",
@@ -109,6 +116,7 @@ __all__ = [
     "accuracy",
     "apply_batchnorm",
     "backend_of",
+    "batch_indices",
     "batchnorm_backward",
     "compute_cost",
     "evaluate_accuracy",
@@ -121,6 +129,7 @@ __all__ = [
     "linear_backward",
     "linear_forward",
     "load_checkpoint",
+    "load_dataset",
     "load_mnist",
     "load_model",
     "namespace_of",

@@ -19,11 +19,6 @@ from .batchnorm import BatchNormConfig, as_batchnorm_config
 Array = Any
 
 
-def check_layer_dims(layer_dims: Any) -> list[int]:
-    """Validate ``[n_x, n_1, ..., n_L]``: at least two positive integers (see :mod:`backend_mlp.validation`)."""
-    return V.check_layer_dims(layer_dims)
-
-
 def parameter_shapes(
     layer_dims: list[int] | tuple[int, ...], use_batchnorm: bool | BatchNormConfig | None = False
 ) -> dict[str, tuple[int, int]]:
@@ -49,7 +44,7 @@ def initialize_parameters_host(
     layer_dims: list[int], seed: int = 0, use_batchnorm: bool | BatchNormConfig = False
 ) -> dict[str, np.ndarray]:
     """The float64 host arrays of :func:`initialize_parameters` (keys ``W1, b1, gamma1, beta1, ...``)."""
-    dims = check_layer_dims(layer_dims)
+    dims = V.check_layer_dims(layer_dims)
     seed = V.check_seed("seed", seed)
     bn = as_batchnorm_config(use_batchnorm)
     rng = np.random.default_rng(seed)
@@ -78,7 +73,7 @@ def initialize_parameters(
     its default learnable scale/shift) also ``gamma{l}`` = 1 and ``beta{l}`` = 0
     of shape (n_l, 1) for every hidden layer ``l``.
     """
-    check_layer_dims(layer_dims)
+    V.check_layer_dims(layer_dims)
     backend = resolve_backend(device)
     dtype = resolve_dtype_name(dtype)
     host = initialize_parameters_host(layer_dims, seed, use_batchnorm)
@@ -89,7 +84,7 @@ def initialize_batchnorm_state(
     layer_dims: list[int], *, device: str | Backend = "cpu", dtype: str = "float64"
 ) -> dict[str, Array]:
     """Running statistics for every hidden layer: ``running_mean{l}`` = 0, ``running_var{l}`` = 1, (n_l, 1)."""
-    dims = check_layer_dims(layer_dims)
+    dims = V.check_layer_dims(layer_dims)
     backend = resolve_backend(device)
     dtype = resolve_dtype_name(dtype)
     fill = {"running_mean": np.zeros, "running_var": np.ones}

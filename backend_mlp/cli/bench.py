@@ -102,7 +102,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         default_workloads = args.workloads == ",".join(WORKLOADS)
         o.workloads = QUICK_WORKLOADS if default_workloads else o.workloads
         o.repeats = min(o.repeats, 2)
-        o.steps = args.steps or 20
+        o.steps = 20 if args.steps is None else args.steps
         o.compile = False
         o.side_memory = False
     if o.repeats < 1 or (o.steps is not None and o.steps < 1) or o.n_train < 1 or o.n_test < 1:

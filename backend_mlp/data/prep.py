@@ -15,6 +15,7 @@ from typing import Any
 import array_api_compat
 import numpy as np  # host-side preparation of data
 
+from .. import validation as V
 from ..backends import resolve_dtype_name, to_numpy
 from ..errors import InputValidationError
 
@@ -106,15 +107,7 @@ def split_train_validation(
     This is the report protocol's split (:func:`~backend_mlp.data.splits.prepare_mnist`
     applies the same order).
     """
-    if (
-        isinstance(validation_fraction, bool)
-        or not isinstance(validation_fraction, (int, float, np.floating))
-        or not 0 < validation_fraction < 1
-    ):
-        raise InputValidationError(
-            f"validation_fraction: received {validation_fraction!r}; expected a number strictly "
-            "between 0 and 1, e.g. 0.2"
-        )
+    V.check_fraction("validation_fraction", validation_fraction)
     x = to_host("images", images)
     y = to_host("labels", labels)
     if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:

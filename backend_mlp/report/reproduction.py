@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import validation as V
 from ..backends import resolve_backend, resolve_dtype_name
 from ..data import DATA_ENV, prepare_mnist
 from ..errors import DataError, InputValidationError
@@ -53,10 +54,10 @@ class Reproduction:
         command: str = "",
         argv: Sequence[str] = (),
     ) -> None:
-        _check_positive("seeds", seeds)
-        _check_positive("threads", threads)
+        V.check_positive_int("seeds", seeds)
+        V.check_positive_int("threads", threads)
         if max_steps is not None:
-            _check_positive("max_steps", max_steps)
+            V.check_positive_int("max_steps", max_steps)
         unknown = [s for s in sections if s not in SECTIONS]
         if not sections or unknown:
             raise InputValidationError(f"sections: received {list(sections)!r}; expected a non-empty subset of "
@@ -137,11 +138,6 @@ class Reproduction:
         except (OSError, AttributeError):
             pass
         return info
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InputValidationError(f"{name}: received {value!r}; expected a positive integer")
 
 
 def _now() -> str:
