@@ -34,8 +34,8 @@ import numpy as np
 from .backends import Backend, resolve_backend, resolve_dtype_name, tree_to_backend, tree_to_numpy
 from .errors import BackendMLPError, CheckpointError, DataError
 from .files import atomic_write_bytes, read_bytes
-from .initialization import batchnorm_state_shapes, parameter_shapes
 from .training import TrainingConfig, TrainingState
+from .training.state import state_shapes
 
 FORMAT_NAME = "backend_mlp.checkpoint"
 #: the newest format this library reads and the one it writes
@@ -263,11 +263,6 @@ def _read_metadata(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     return meta
 
 
-def _expected_shapes(config: TrainingConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    stats = batchnorm_state_shapes(config.layer_dims) if config.batchnorm is not None else {}
-    return parameter_shapes(config.layer_dims, config.batchnorm), stats
-
-
 def _check_tree(path: Path, group: str, tree: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
     missing = [k for k in expected if k not in tree]
     if missing:
@@ -298,7 +293,7 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
         dtype = resolve_dtype_name(meta["dtype"])
     except BackendMLPError:
         raise CheckpointError(f"checkpoint {path}: dtype {meta['dtype']!r} is not float32 or float64") from None
-    param_shapes, stat_shapes = _expected_shapes(config)
+    param_shapes, stat_shapes = state_shapes(config)
     optimizer_shapes = {
         k: tuple(v.shape) for k, v in config.optimizer.init_state(_shape_probe(param_shapes)).items()
     }

@@ -123,7 +123,7 @@ def L_model_forward(
     training = V.check_bool("training", training)
     if bn is not None:
         _check_batchnorm_arguments(parameters, L, bn, training, bn_state)
-    xp = _check_forward_inputs(X, parameters, L, bn, training, bn_state)
+    xp, _ = _check_forward_inputs(X, parameters, L, bn, training, bn_state)
     AL, caches, new_bn_state = _forward(xp, _ops_of(X), X, parameters, L, bn, training, bn_state)
     if bn_state is not None and new_bn_state is not bn_state:
         bn_state.update(new_bn_state)  # the report's API: the caller's dict now holds the new statistics
@@ -137,8 +137,11 @@ def _check_forward_inputs(
     bn: BatchNormConfig | None,
     training: bool,
     bn_state: dict[str, Array] | None,
-) -> Any:
-    """Backend, dtype and shapes of a forward call's arguments (O(1), no pass over the data); returns the namespace."""
+) -> tuple[Any, list[int]]:
+    """Backend, dtype and shapes of a forward call's arguments (O(1), no pass over the data).
+
+    Returns the namespace and the layer sizes ``[n_0, ..., n_L]`` the parameters chain.
+    """
     if bn_state is not None:
         V.check_dict("bn_state", bn_state, "a dict from initialize_batchnorm_state")
     states = bn_state.items() if bn is not None and bn_state else ()
@@ -159,7 +162,7 @@ def _check_forward_inputs(
         V.check_bn_state_shapes(bn_state or {}, dims)
         if training:
             V.check_has_samples("X", X)
-    return xp
+    return xp, dims
 
 
 def _check_batchnorm_arguments(

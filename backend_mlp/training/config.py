@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import validation as V
 from ..batchnorm import BatchNormConfig, as_batchnorm_config
-from ..errors import BackendMLPError, InputValidationError
+from ..errors import InputValidationError
 from ..optimizers import SGD, Optimizer, get_optimizer
 
 
@@ -83,5 +83,3 @@ class TrainingConfig:
             return cls(**kwargs)
         except TypeError as exc:
             raise InputValidationError(f"config: is invalid ({exc})") from None
-        except BackendMLPError:
-            raise

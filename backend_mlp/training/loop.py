@@ -28,12 +28,11 @@ from ..backends import backend_of, namespace_of
 from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
-from ..initialization import batchnorm_state_shapes, parameter_shapes
 from ..losses import _cross_entropy, _l2_penalty
 from ..ops import ops_for
 from .config import TrainingConfig
 from .evaluation import evaluate_cost
-from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state
+from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state, state_shapes
 from .step import _train_step
 
 Array = Any
@@ -131,10 +130,10 @@ def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConf
             f"state.optimizer_state: received keys {sorted(state.optimizer_state)!r}; expected "
             f"{sorted(expected)!r}, the state of the configured optimizer {config.optimizer.name!r}"
         )
-    expected_stats = batchnorm_state_shapes(config.layer_dims) if config.batchnorm is not None else {}
+    param_shapes, stat_shapes = state_shapes(config)
     for name, tree, shapes in (
-        ("state.parameters", state.parameters, parameter_shapes(config.layer_dims, config.batchnorm)),
-        ("state.bn_state", state.bn_state, expected_stats),
+        ("state.parameters", state.parameters, param_shapes),
+        ("state.bn_state", state.bn_state, stat_shapes),
     ):
         got = {k: V.shape_of(v) for k, v in tree.items()}
         if got != shapes:

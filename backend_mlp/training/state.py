@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np  # host-side epoch order only
 
 from ..backends import backend_of, dtype_name
-from ..initialization import initialize_batchnorm_state, initialize_parameters
+from ..initialization import (
+    batchnorm_state_shapes,
+    initialize_batchnorm_state,
+    initialize_parameters,
+    parameter_shapes,
+)
 from .config import TrainingConfig
 
 Array = Any
@@ -59,6 +64,12 @@ def new_training_state(config: TrainingConfig, like: Array) -> TrainingState:
     params = initialize_parameters(dims, config.seed, device=backend, dtype=dtype, use_batchnorm=config.batchnorm)
     bn_state = initialize_batchnorm_state(dims, device=backend, dtype=dtype) if config.batchnorm else {}
     return TrainingState(parameters=params, bn_state=bn_state, optimizer_state=config.optimizer.init_state(params))
+
+
+def state_shapes(config: TrainingConfig) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """The keys and shapes of a run's ``parameters`` and ``bn_state`` (empty without batch norm), drawing nothing."""
+    stats = batchnorm_state_shapes(config.layer_dims) if config.batchnorm is not None else {}
+    return parameter_shapes(config.layer_dims, config.batchnorm), stats
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,7 @@ def train_step(
     for name, tree in (("parameters", parameters), ("optimizer_state", optimizer_state), ("bn_state", bn_state)):
         V.check_dict(name, tree, "a dict of arrays, as in a TrainingState")
     L = len(config.layer_dims) - 1
-    xp = _check_forward_inputs(Xb, parameters, L, config.batchnorm, True, bn_state)
-    dims = V.check_parameter_shapes(parameters, L)
+    xp, dims = _check_forward_inputs(Xb, parameters, L, config.batchnorm, True, bn_state)
     if dims != list(config.layer_dims):
         raise InputValidationError(
             f"parameters: received layer sizes {dims!r}; expected config.layer_dims {list(config.layer_dims)!r}"
