@@ -159,7 +159,8 @@ def test_early_stopping_off_trains_all_steps(blobs, backend):
     clf = MLPClassifier(**{**FAST, "max_steps": 120}, early_stopping=False, device=backend.name).fit(X, y)
     assert_on(backend, clf)
     assert clf.n_steps_ == 120 and clf.stopped_reason_ == "num_iterations"
-    assert clf.val_costs_ == [] and len(clf.loss_curve_) == 2
+    # records every 50 steps and a final one at the last step
+    assert clf.val_costs_ == [] and clf.recorded_steps_ == [50, 100, 120] and len(clf.loss_curve_) == 3
     # every sample is used for training: an epoch of 300 samples is 10 steps (9 of 32, one of 12)
     assert clf.n_epochs_ == pytest.approx(12.0)
 

@@ -67,3 +67,74 @@ def test_train_matches_the_functional_api(backend, mode: str) -> None:  # type: 
         want = to_numpy(value)
         assert got.shape == want.shape
         assert np.max(np.abs(got - want)) <= 1e-12 * max(1.0, float(np.max(np.abs(want)))), key
+
+
+# --------------------------------------------------------------------------- patience and the final check
+
+
+def test_stale_checks_counts_checks_without_enough_improvement_over_the_best() -> None:
+    from backend_mlp.training.loop import stale_checks
+
+    def run(costs):  # type: ignore[no-untyped-def]
+        return stale_checks(list(enumerate(costs)), 0.1)
+
+    assert run([]) == 0 and run([5.0]) == 0
+    assert run([5.0, 4.0, 3.95]) == 1  # 0.05 < 0.1 below the best
+    assert run([5.0, 4.0, 4.5, 3.95]) == 2  # above the best, then not 0.1 below it
+    assert run([5.0, 4.0, 4.5, 3.8]) == 0  # 0.2 below the best: fresh again
+
+
+def _noisy_blobs(backend):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((400, 6))
+    y = (X[:, 0] + 0.8 * rng.standard_normal(400) > 0).astype(int) + (X[:, 1] > 0.5)
+    return (Dataset.from_host(X[:300], y[:300], n_classes=3, device=backend),
+            Dataset.from_host(X[300:], y[300:], n_classes=3, device=backend))
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_patience_stops_after_that_many_stale_checks(backend, patience: int) -> None:  # type: ignore[no-untyped-def]
+    train_data, val_data = _noisy_blobs(backend)
+    result = train(train_data, val_data=val_data, hidden=(16,), learning_rate=0.2, batch_size=32, record_every=5,
+                   num_iterations=5000, min_improvement=1e-3, patience=patience)
+    assert result.stopped_reason == "early_stopping"
+    costs = result.val_costs
+    stale = [i > 0 and min(costs[:i]) - c < 1e-3 for i, c in enumerate(costs)]
+    assert stale[-patience:] == [True] * patience
+    # it did not stop earlier: no earlier window of `patience` stale checks in a row
+    assert not any(all(stale[j - patience + 1:j + 1]) for j in range(patience - 1, len(costs) - 1))
+    assert result.best_step == result.recorded_steps[int(np.argmin(costs))]
+    if patience == 1:  # the report's rule: stop at the first check less than min_improvement below the previous
+        drops = np.diff(costs)
+        assert -drops[-1] < 1e-3 and np.all(-drops[:-1] >= 1e-3)
+
+
+def test_patience_lets_a_run_go_on_past_a_plateau(backend) -> None:  # type: ignore[no-untyped-def]
+    train_data, val_data = _noisy_blobs(backend)
+    settings = dict(hidden=(16,), learning_rate=0.2, batch_size=32, record_every=5, num_iterations=5000,
+                    min_improvement=1e-3)
+    assert train(train_data, val_data=val_data, patience=4, **settings).steps > train(
+        train_data, val_data=val_data, patience=1, **settings).steps
+
+
+def test_the_last_step_is_always_checked(backend) -> None:  # type: ignore[no-untyped-def]
+    train_data, val_data = _noisy_blobs(backend)
+    result = train(train_data, val_data=val_data, hidden=(16,), learning_rate=0.2, batch_size=32,
+                   record_every=100, num_iterations=10)
+    assert result.steps == 10 and result.recorded_steps == [10] and len(result.val_costs) == 1
+    assert result.best_step == 10  # the returned parameters are the trained ones, not the initial ones
+    np.testing.assert_array_equal(to_numpy(result.parameters["W1"]), to_numpy(result.state.parameters["W1"]))
+
+
+def test_L_layer_model_takes_hidden_sizes_and_optimizer_keywords(backend) -> None:  # type: ignore[no-untyped-def]
+    from backend_mlp import L_layer_model
+    from backend_mlp.optimizers import Adam
+
+    train_data, val_data = _noisy_blobs(backend)
+    result = L_layer_model(train_data.X, train_data.Y, hidden=(12, 4), optimizer="adam", beta2=0.99,
+                           learning_rate=0.01, num_iterations=20, batch_size=32, X_val=val_data.X, Y_val=val_data.Y,
+                           record_every=10, patience=2)
+    assert result.config.layer_dims == (6, 12, 4, 3) and result.config.optimizer == Adam(beta2=0.99)
+    assert result.config.patience == 2 and sorted(result.state.optimizer_state)[-1] == "step"
+    with pytest.raises(ValueError, match="layers_dims, hidden: received both"):
+        L_layer_model(train_data.X, train_data.Y, [6, 3], hidden=(4,))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import validation as V
 from ..batchnorm import BatchNormConfig, as_batchnorm_config
 from ..errors import InputValidationError
-from ..optimizers import SGD, Optimizer, get_optimizer
+from ..optimizers import OPTIMIZER_KEYWORDS, SGD, Optimizer, get_optimizer, make_optimizer
+
+#: the report's hidden layers, the default network between the data's inputs and classes
+REPORT_HIDDEN: tuple[int, ...] = (20, 7, 5)
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,10 @@ class TrainingConfig:
 
     ``optimizer``: an :class:`~backend_mlp.optimizers.Optimizer`, its name, or
     ``None`` for plain SGD; ``learning_rate`` is handed to it at every step.
+    Early stopping: every ``record_every`` steps the validation cost is
+    checked; a check that is not at least ``min_improvement`` below the best
+    earlier one counts as stale, and ``patience`` stale checks in a row stop
+    the run (``patience=1`` is the report's rule).
     """
 
     layer_dims: tuple[int, ...] = (784, 20, 7, 5, 10)
@@ -31,6 +39,7 @@ class TrainingConfig:
     early_stopping: bool = True
     min_improvement: float = 1e-4
     optimizer: Optimizer = field(default_factory=SGD)
+    patience: int = 1
 
     def __post_init__(self) -> None:
         # validated and normalised to plain Python values (NumPy scalars accepted), so configs
@@ -47,9 +56,15 @@ class TrainingConfig:
             "seed": V.check_seed("seed", self.seed),
             "early_stopping": V.check_bool("early_stopping", self.early_stopping),
             "optimizer": get_optimizer(self.optimizer),
+            "patience": V.check_positive_int("patience", self.patience),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """The hidden layers' sizes: ``layer_dims`` without the input and output sizes."""
+        return self.layer_dims[1:-1]
 
     def to_json(self) -> dict[str, Any]:
         """Every field as plain JSON values (batch norm as a dict or ``None``, the optimizer as its ``to_json()``)."""
@@ -83,3 +98,67 @@ class TrainingConfig:
             return cls(**kwargs)
         except TypeError as exc:
             raise InputValidationError(f"config: is invalid ({exc})") from None
+
+
+def configure(
+    config: TrainingConfig | None = None,
+    *,
+    n_features: int,
+    n_classes: int,
+    hidden: Any = None,
+    optimizer: Any = None,
+    **settings: Any,
+) -> TrainingConfig:
+    """``config`` (default: the report's settings) with keyword ``settings`` applied, sized for the data.
+
+    ``hidden``: the hidden layers' sizes (a sequence of positive ints, ``()``
+    for softmax regression); the input and output sizes come from
+    ``n_features`` and ``n_classes``.  Without ``config`` or ``hidden`` the
+    report's ``(20, 7, 5)`` is used.  ``optimizer`` (a name or an
+    :class:`~backend_mlp.optimizers.Optimizer`) and the optimizer keywords
+    ``momentum``, ``beta1``, ``beta2``, ``epsilon`` build the update rule
+    (keywords alone adjust ``config``'s); any other keyword is a
+    :class:`TrainingConfig` field.  Unknown keywords raise :class:`InputValidationError`.
+    """
+    if config is not None and not isinstance(config, TrainingConfig):
+        raise InputValidationError(f"config: received {type(config).__name__}; expected a TrainingConfig or None")
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(settings) - fields - set(OPTIMIZER_KEYWORDS))
+    if unknown:
+        raise InputValidationError(
+            f"received unknown training settings {unknown!r}; expected hidden, optimizer, "
+            f"{', '.join(OPTIMIZER_KEYWORDS)} or TrainingConfig fields ({', '.join(sorted(fields))})"
+        )
+    if "layer_dims" in settings and hidden is not None:
+        raise InputValidationError("hidden: received together with layer_dims; expected one of them")
+    base = config if config is not None else TrainingConfig()
+    if hidden is not None or config is None and "layer_dims" not in settings:
+        sizes = REPORT_HIDDEN if hidden is None else _hidden_sizes(hidden)
+        settings["layer_dims"] = (n_features, *sizes, n_classes)
+    keywords = {k: settings.pop(k) for k in OPTIMIZER_KEYWORDS if k in settings}
+    if optimizer is not None or any(v is not None for v in keywords.values()):
+        if optimizer is None:  # adjust the configured rule's hyperparameters
+            current = base.optimizer.to_json()
+            name = current.pop("name")
+            keywords = {**{k: v for k, v in current.items() if k in OPTIMIZER_KEYWORDS}, **{
+                k: v for k, v in keywords.items() if v is not None}}
+            settings["optimizer"] = make_optimizer(name, **keywords)
+        else:
+            settings["optimizer"] = make_optimizer(optimizer, **keywords)
+    return dataclasses.replace(base, **settings) if settings else base
+
+
+def _hidden_sizes(hidden: Any) -> tuple[int, ...]:
+    """``hidden`` as a tuple of positive ints (one int is one layer)."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        sizes = tuple(hidden)
+    except TypeError:
+        sizes = None
+    if sizes is None or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in sizes):
+        raise InputValidationError(
+            f"hidden: received {V.short_repr(hidden)}; expected a sequence of positive integers such as (256, 128), "
+            "or () for softmax regression"
+        )
+    return tuple(int(n) for n in sizes)

@@ -3,11 +3,13 @@
 Protocol (the report's Sections 4-6): each epoch visits the training set in a
 fresh order drawn on the host by a seeded NumPy generator (the last batch of
 an epoch may be smaller); one mini-batch is one step (:func:`train_step`).
-Every ``record_every`` steps the mini-batch cost is recorded and the
-validation cost (cross-entropy, inference mode) is computed; training stops
-when it improved by less than ``min_improvement`` since the previous check,
-or after ``num_iterations`` steps.  The parameters of the best validation
-check are returned.
+Every ``record_every`` steps, and at the last step, the mini-batch cost is
+recorded and the validation cost (cross-entropy, inference mode) is
+computed; training stops after ``patience`` checks in a row that were not
+at least ``min_improvement`` below the best earlier check (with the
+default ``patience=1``, the report's "improved by less than
+``min_improvement`` since the previous check"), or after ``num_iterations``
+steps.  The parameters of the best validation check are returned.
 
 The dataset sits on the device once; inside the step loop nothing is copied
 between host and device and nothing synchronises, except the cost read-back
@@ -30,7 +32,7 @@ from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
 from ..ops import ops_for
-from .config import TrainingConfig
+from .config import TrainingConfig, configure
 from .evaluation import evaluate_cost
 from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state, state_shapes
 from .step import _train_step
@@ -40,15 +42,21 @@ Array = Any
 
 def train(
     train_data: Dataset,
-    config: TrainingConfig,
+    config: TrainingConfig | None = None,
     val_data: Dataset | None = None,
     *,
     state: TrainingState | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
     checkpoint_callback: Callable[[TrainingState], None] | None = None,
     blas_threads: int | str | None = "auto",
+    **settings: Any,
 ) -> TrainingResult:
     """Train (or resume from ``state``) and return a :class:`TrainingResult`.
+
+    ``config`` defaults to the report's settings sized for the data; keyword
+    ``settings`` adjust it (see :func:`~backend_mlp.training.config.configure`):
+    ``train(data, val_data=val, hidden=(256, 128), optimizer="adam",
+    learning_rate=1e-3, patience=5)``.  The result's ``config`` is the one used.
 
     ``blas_threads`` (NumPy-based backends): host BLAS threads during the
     steps; ``"auto"`` caps them for small matrices (see
@@ -63,6 +71,13 @@ def train(
     (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
     """
     blas_threads = check_blas_threads(blas_threads)
+    if config is None or settings:
+        if not isinstance(train_data, Dataset):
+            raise InputValidationError(
+                f"train_data: received {type(train_data).__name__}; expected a Dataset (Dataset.from_host or "
+                "Dataset.from_columns)"
+            )
+        config = configure(config, n_features=train_data.n_features, n_classes=train_data.n_classes, **settings)
     _check_data(train_data, val_data, config)
     xp = namespace_of(train_data.X_rows, train_data.Y_rows)
     if state is None:
@@ -141,6 +156,15 @@ def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConf
                 f"{name}: received {got!r}; expected {shapes!r}, the state of a run with layer_dims "
                 f"{list(config.layer_dims)!r} and batchnorm {config.batchnorm!r}"
             )
+
+
+def stale_checks(val_costs: list[tuple[int, float]], min_improvement: float) -> int:
+    """How many of the last validation checks in a row were not ``min_improvement`` below every earlier one."""
+    best, stale = math.inf, 0
+    for _, cost in val_costs:
+        stale = 0 if best - cost >= min_improvement else stale + 1
+        best = min(best, cost)
+    return stale
 
 
 def shuffle_generator(seed: int) -> np.random.Generator:
@@ -246,7 +270,7 @@ class _Loop:
             before = st.parameters
             out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops)
             costs = None
-            if (st.step + 1) % cfg.record_every == 0:
+            if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
             # commit the step only once it (and its record's measurements) is complete, so a
             # Ctrl-C anywhere before this line leaves the state as it was before the step
@@ -291,10 +315,8 @@ class _Loop:
             if val_cost < st.best_val_cost:
                 st.best_val_cost, st.best_step = val_cost, st.step
                 st.best_parameters, st.best_bn_state = params, dict(st.bn_state)
-            if cfg.early_stopping and len(st.val_costs) >= 2:
-                improvement = st.val_costs[-2][1] - val_cost
-                if improvement < cfg.min_improvement:
-                    st.stopped_reason = "early_stopping"
+            if cfg.early_stopping and stale_checks(st.val_costs, cfg.min_improvement) >= cfg.patience:
+                st.stopped_reason = "early_stopping"
         if self.callback is not None:
             self.callback(
                 ProgressEvent(
