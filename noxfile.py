@@ -122,7 +122,8 @@ def tests_cupy(session: nox.Session) -> None:
 
 @nox.session(name="agreement", python=PYTHON, tags=["cpu"])
 def agreement(session: nox.Session) -> None:
-    """Every available backend against NumPy: forward, gradients and a 50-step SGD trajectory."""
+    """Every available backend against NumPy (forward, gradients, a 50-step SGD trajectory) and the update
+    rules against torch.optim on every backend."""
     backends = ["numpy", "array_api_strict"]
     extra = []
     if TORCH_WHEEL is not None:
@@ -132,7 +133,7 @@ def agreement(session: nox.Session) -> None:
         extra.append(os.environ.get("BACKEND_MLP_CUPY", "cupy-cuda12x"))
         backends.append("cupy")
     _install(session, *extra)
-    _pytest(session, ",".join(backends), "tests/test_backend_agreement.py")
+    _pytest(session, ",".join(backends), "tests/test_backend_agreement.py", "tests/test_optimizers.py")
 
 
 @nox.session(python=PYTHON, tags=["cpu"])
@@ -152,6 +153,7 @@ NUMERIC_TESTS = (
     "tests/test_properties.py",
     "tests/test_step.py",
     "tests/test_optimizer_seam.py",
+    "tests/test_optimizers.py",
     "tests/test_training_loop.py",
     "tests/test_resume.py",
     "tests/test_checkpoint.py",

@@ -32,6 +32,7 @@ from .data import Dataset, split_train_validation, to_host
 from .errors import InputValidationError, NotFittedError, TrainingDivergedError
 from .files import json_ready
 from .network import predict_proba as _network_predict_proba
+from .optimizers import make_optimizer
 from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
 
 Array = Any
@@ -52,7 +53,13 @@ _PARAM_NAMES = (
     "early_stopping",
     "validation_fraction",
     "min_improvement",
+    "patience",
     "record_every",
+    "optimizer",
+    "momentum",
+    "beta1",
+    "beta2",
+    "epsilon",
     "random_state",
     "verbose",
 )
@@ -74,13 +81,18 @@ class MLPClassifier:
         Batch normalisation in every hidden layer.
     l2 : float >= 0
         L2 penalty ``lambda`` on the weights.
-    learning_rate, batch_size, max_steps : SGD step size, mini-batch size, maximum number of steps.
+    learning_rate, batch_size, max_steps : step size, mini-batch size, maximum number of steps.
         ``batch_size`` larger than the training set is an :class:`InputValidationError`.
     early_stopping : bool
-        Hold out ``validation_fraction`` of the data (seeded shuffle) and stop when the
-        validation cost improves by less than ``min_improvement`` between two checks
-        (every ``record_every`` steps); the best checked parameters are kept.
+        Hold out ``validation_fraction`` of the data (seeded shuffle) and check the
+        validation cost every ``record_every`` steps and at the last one; stop after
+        ``patience`` checks in a row not at least ``min_improvement`` below the best
+        earlier one (``patience=1``: the report's rule); the best checked parameters are kept.
         Without it, all data is used for training for ``max_steps`` steps.
+    optimizer : ``"sgd"``, ``"momentum"``, ``"nesterov"`` or ``"adam"``
+        The update rule (PyTorch's definitions; :mod:`backend_mlp.optimizers`), with
+        ``momentum`` (momentum, nesterov), ``beta1``, ``beta2``, ``epsilon`` (adam):
+        ``None`` means the rule's default (0.9; 0.9, 0.999, 1e-8).
     random_state : int >= 0 or None
         Seeds the split, the initialisation and the shuffling (``None``: a fresh random seed).
     verbose : bool
@@ -109,7 +121,13 @@ class MLPClassifier:
         early_stopping: bool = True,
         validation_fraction: float = 0.2,
         min_improvement: float = 1e-4,
+        patience: int = 1,
         record_every: int = 100,
+        optimizer: str = "sgd",
+        momentum: float | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        epsilon: float | None = None,
         random_state: int | None = 0,
         verbose: bool = False,
     ) -> None:
@@ -124,7 +142,13 @@ class MLPClassifier:
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.min_improvement = min_improvement
+        self.patience = patience
         self.record_every = record_every
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
         self.random_state = random_state
         self.verbose = verbose
 
@@ -213,6 +237,10 @@ class MLPClassifier:
             record_every=self.record_every,
             early_stopping=early,
             min_improvement=self.min_improvement,
+            patience=self.patience,
+            optimizer=make_optimizer(
+                self.optimizer, momentum=self.momentum, beta1=self.beta1, beta2=self.beta2, epsilon=self.epsilon
+            ),
         )
         k = len(classes)
         train_data = Dataset.from_host(X_train, y_train, n_classes=k, device=backend, dtype=dtype)
@@ -309,6 +337,7 @@ class MLPClassifier:
             "estimator": type(self).__name__,
             "classes": [json_ready(c) for c in classes.tolist()],
             "classes_dtype": classes.dtype.str,
+            "class_names": [str(c) for c in classes.tolist()],
             "n_features_in": self.n_features_in_,
             "params": params,
             "best_step": self.best_step_,
@@ -324,29 +353,50 @@ class MLPClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | Backend | None = None) -> MLPClassifier:
-        """Load a model written by :meth:`save`; ``device`` defaults to the one it was trained on."""
+        """Load a model file: one written by :meth:`save`, or a ``model.npz`` of ``backend-mlp train`` / ``save_model``.
+
+        ``device`` defaults to the one an estimator was trained on, and to ``"cpu"``
+        for files without estimator metadata.  Those get ``classes_`` from the
+        file's ``extra["class_names"]`` when present (strings), else the integers
+        ``0..K-1`` (the network's output indices, as :func:`backend_mlp.predict`
+        returns them), and their hyperparameters from the file's training
+        configuration.  Every refusal is one :class:`~backend_mlp.errors.CheckpointError` line.
+        """
         from .checkpoint import load_model
         from .errors import CheckpointError
 
         loaded = load_model(path, "cpu")  # host arrays; placed on the target device below
         extra = loaded.extra or {}
-        if extra.get("estimator") != cls.__name__ or "classes" not in extra:
-            raise CheckpointError(
-                f"{path}: received a model file without estimator metadata; expected a file written by "
-                f"{cls.__name__}.save (use backend_mlp.checkpoint.load_model for files of the functional API)"
-            )
-        params = dict(extra.get("params") or {})
-        params["batchnorm"] = _batchnorm_from_json(params.get("batchnorm"))
+        dims = tuple(loaded.config.layer_dims)
+        if "estimator" in extra or "classes" in extra:
+            if extra.get("estimator") != cls.__name__ or "classes" not in extra:
+                raise CheckpointError(
+                    f"{path}: received a model file of estimator {extra.get('estimator')!r}; expected one written by "
+                    f"{cls.__name__}.save or by backend-mlp train (use backend_mlp.checkpoint.load_model otherwise)"
+                )
+            params = dict(extra.get("params") or {})
+            params["batchnorm"] = _batchnorm_from_json(params.get("batchnorm"))
+            try:
+                classes = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: the metadata's classes are invalid ({exc})") from None
+            n_features = extra.get("n_features_in", dims[0])
+            default_device: Any = params.get("device", "cpu")
+        else:  # a model of the functional API or of backend-mlp train
+            params = _params_from_config(loaded.config, loaded.dtype)
+            classes = _classes_from_class_names(path, extra.get("class_names"), dims[-1])
+            n_features = dims[0]
+            default_device = "cpu"
         known = {k: v for k, v in params.items() if k in _PARAM_NAMES}
         if isinstance(known.get("hidden_layer_sizes"), list):
             known["hidden_layer_sizes"] = tuple(known["hidden_layer_sizes"])
         est = cls(**known)
-        target = device if device is not None else known.get("device", "cpu")
+        target = device if device is not None else default_device
         backend = resolve_backend(target)
         est.device = target if isinstance(target, str) else backend.name
-        est.classes_ = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
-        est.n_features_in_ = int(extra.get("n_features_in", loaded.config.layer_dims[0]))
-        est.layer_dims_ = tuple(loaded.config.layer_dims)
+        est.classes_ = classes
+        est.n_features_in_ = int(n_features)
+        est.layer_dims_ = dims
         est.config_ = loaded.config
         est.backend_ = backend
         est.dtype_ = loaded.dtype
@@ -355,7 +405,7 @@ class MLPClassifier:
             tree_to_backend(loaded.parameters, backend),
             tree_to_backend(loaded.bn_state, backend),
             loaded.state,
-            extra.get("n_epochs"),
+            extra.get("n_epochs", _epochs_from_extra(loaded.state, extra)),
         )
         est.best_step_ = int(extra.get("best_step", est.best_step_))
         if len(est.classes_) != est.layer_dims_[-1]:
@@ -363,7 +413,6 @@ class MLPClassifier:
                 f"{path}: {len(est.classes_)} classes in the metadata but the network has {est.layer_dims_[-1]} outputs"
             )
         return est
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -488,5 +537,51 @@ def _batchnorm_from_json(value: Any) -> bool | BatchNormConfig:
         return BatchNormConfig(**value)
     return bool(value)
 
+
+# ---------------------------------------------------------------------------- loading files without estimator metadata
+
+#: estimator parameter <- TrainingConfig field, where the names differ
+_PARAM_OF_CONFIG_FIELD = {"l2_lambda": "l2", "num_iterations": "max_steps", "seed": "random_state"}
+
+
+def _params_from_config(config: TrainingConfig, dtype: str) -> dict[str, Any]:
+    """The estimator parameters a file's training configuration implies (only those the estimator has are used)."""
+    fields = config.to_json()
+    params: dict[str, Any] = {_PARAM_OF_CONFIG_FIELD.get(k, k): v for k, v in fields.items()}
+    params.pop("layer_dims", None)
+    params["hidden_layer_sizes"] = tuple(config.layer_dims[1:-1])
+    params["batchnorm"] = config.batchnorm if config.batchnorm is not None else False
+    optimizer = config.optimizer.to_json()
+    params["optimizer"] = optimizer.pop("name")
+    for name, value in optimizer.items():  # momentum, beta1, ...: where the estimator has them
+        params.setdefault(name, value)
+    params["dtype"] = dtype
+    return params
+
+
+def _classes_from_class_names(path: Any, names: Any, n_outputs: int) -> np.ndarray:
+    """``classes_`` of a file without estimator metadata: its ``class_names`` (strings), else ``0..K-1``."""
+    from .errors import CheckpointError
+
+    if names is None:
+        return np.arange(n_outputs, dtype=np.int64)
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+        or len(names) != n_outputs
+    ):
+        raise CheckpointError(
+            f"{path}: the metadata's class_names are {names!r}; expected {n_outputs} distinct strings, one per "
+            "output of the network"
+        )
+    return np.asarray(names, dtype=str)
+
+
+def _epochs_from_extra(state: TrainingState, extra: dict[str, Any]) -> float | None:
+    n_train = extra.get("n_train")
+    if isinstance(n_train, int) and not isinstance(n_train, bool) and n_train > 0:
+        return float(state.epochs(n_train))
+    return None
 
 __all__ = ["MLPClassifier", "NotFittedError"]

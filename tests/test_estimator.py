@@ -315,7 +315,8 @@ def test_get_params_and_set_params():
     assert params["hidden_layer_sizes"] == (10,) and params["l2"] == 0.1 and params["device"] == "array_api_strict"
     assert set(params) == {
         "hidden_layer_sizes", "device", "dtype", "batchnorm", "l2", "learning_rate", "batch_size", "max_steps",
-        "early_stopping", "validation_fraction", "min_improvement", "record_every", "random_state", "verbose",
+        "early_stopping", "validation_fraction", "min_improvement", "patience", "record_every", "optimizer",
+        "momentum", "beta1", "beta2", "epsilon", "random_state", "verbose",
     }  # fmt: skip
     clone = MLPClassifier(**params)
     assert clone.get_params() == params
@@ -392,15 +393,22 @@ def test_save_load_round_trip(blobs, backend, tmp_path, labels):
 
 
 @checkpoint_missing
-def test_load_refuses_files_without_estimator_metadata(tmp_path):  # host-only: the file's metadata
+def test_load_files_without_estimator_metadata(tmp_path):  # host-only: the file's metadata
     from backend_mlp.checkpoint import save_model
     from backend_mlp.errors import CheckpointError
     from backend_mlp.training import TrainingConfig
 
     config = TrainingConfig(layer_dims=(4, 3))
     path = save_model(tmp_path / "plain.npz", config, backend_mlp.initialize_parameters([4, 3]))
+    loaded = MLPClassifier.load(path)  # save_model / backend-mlp train: classes 0..K-1
+    assert loaded.classes_.tolist() == [0, 1, 2] and loaded.n_features_in_ == 4
+    named = save_model(tmp_path / "named.npz", config, backend_mlp.initialize_parameters([4, 3]),
+                       extra={"class_names": ["cat", "dog", "eel"]})
+    assert MLPClassifier.load(named).classes_.tolist() == ["cat", "dog", "eel"]
+    other = save_model(tmp_path / "other.npz", config, backend_mlp.initialize_parameters([4, 3]),
+                       extra={"estimator": "Other", "classes": [0, 1, 2]})
     with pytest.raises(CheckpointError, match="MLPClassifier.save"):
-        MLPClassifier.load(path)
+        MLPClassifier.load(other)
     with pytest.raises(CheckpointError):
         MLPClassifier.load(tmp_path / "missing.npz")
 
@@ -416,3 +424,23 @@ def test_numpy_scalar_hyperparameters_and_object_labels_save_and_load(tmp_path):
     loaded = MLPClassifier.load(clf.save(tmp_path / "m.npz"))
     assert loaded.hidden_layer_sizes == (6,) and loaded.batch_size == 8
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+@pytest.mark.parametrize("rule", ["momentum", "nesterov", "adam"])
+def test_optimizer_keywords_reach_the_training(blobs, backend, rule):
+    from backend_mlp.optimizers import make_optimizer
+
+    X, y, _, _ = blobs
+    keywords = {"momentum": 0.5} if rule != "adam" else {"beta1": 0.8, "epsilon": 1e-6}
+    clf = MLPClassifier(**FAST, optimizer=rule, patience=2, device=backend.name, **keywords).fit(X, y)
+    assert clf.config_.optimizer == make_optimizer(rule, **keywords) and clf.config_.patience == 2
+    assert sorted(clf.training_result_.state.optimizer_state)  # the rule's state was threaded through
+    sgd = MLPClassifier(**FAST, device=backend.name).fit(X, y)
+    assert not np.allclose(to_numpy(sgd.parameters_["W1"]), to_numpy(clf.parameters_["W1"]))
+    assert MLPClassifier(**clf.get_params()).get_params() == clf.get_params()
+
+
+def test_a_keyword_of_another_optimizer_is_refused(blobs):
+    X, y, _, _ = blobs
+    with pytest.raises(InputValidationError, match="momentum: received 0.9 but optimizer 'adam' has no momentum"):
+        MLPClassifier(**FAST, optimizer="adam", momentum=0.9).fit(X, y)

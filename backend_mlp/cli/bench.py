@@ -18,6 +18,7 @@ from ..bench.table import format_table
 from ..bench.workloads import DEFAULT_EPOCH_WORKLOADS, DTYPES, N_TEST, N_TRAIN, QUICK_WORKLOADS, WORKLOADS
 from ..errors import DataError, InputValidationError
 from ..files import write_json
+from . import DefaultsHelpFormatter
 from .common import EXIT_OK, Parser, run_command
 
 PROG = "benchmark"
@@ -31,23 +32,35 @@ def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command-line options (``--help`` shows every default)."""
     p = Parser(
-        prog=PROG,
+        prog=prog,
         description="Time backend_mlp (train() and the functional API) against PyTorch on the identical MLP "
         "workload (same weights, batches, steps, dtype and hardware).",
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument(
         "--device",
         default="cpu",
         help="backend_mlp's device: cpu, gpu / gpu:N, torch:cuda:N, ...; PyTorch runs on the same hardware",
     )
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"steps part; any of {', '.join(WORKLOADS)}")
     p.add_argument(
-        "--epoch-workloads", default=",".join(DEFAULT_EPOCH_WORKLOADS), help="networks for the epoch and predict parts"
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"networks timed step by step (the steps part), comma separated; any of {', '.join(WORKLOADS)}",
     )
-    p.add_argument("--dtypes", default=",".join(DTYPES), help="float32,float64")
-    p.add_argument("--parts", default=",".join(DEFAULT_PARTS), help=f"any of {', '.join(PARTS)}")
+    p.add_argument(
+        "--epoch-workloads",
+        default=",".join(DEFAULT_EPOCH_WORKLOADS),
+        help="networks for the epoch and predict parts, comma separated",
+    )
+    p.add_argument(
+        "--dtypes", default=",".join(DTYPES), help=f"dtypes to time, comma separated; any of {', '.join(DTYPES)}"
+    )
+    p.add_argument(
+        "--parts", default=",".join(DEFAULT_PARTS), help=f"what to time, comma separated; any of {', '.join(PARTS)}"
+    )
     p.add_argument("--memory", action="store_true", help="also measure Section 4's peak memory (real MNIST)")
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per side (alternating), medians reported")
     p.add_argument("--steps", type=int, default=None, help="SGD steps per block (default: about --min-seconds)")
@@ -59,17 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-side-memory", action="store_true", help="skip the per-side peak memory (a fresh process per side)"
     )
-    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's choice)")
-    p.add_argument("--data-dir", default=None, help="real MNIST folder (default: synthetic MNIST-sized data)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads for the PyTorch side (default: PyTorch's choice)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="real MNIST folder to time on (default: synthetic MNIST-sized data; the memory part, always on real "
+        "MNIST, then finds it through $BACKEND_MLP_DATA or the cache)",
+    )
     p.add_argument("--n-train", type=int, default=N_TRAIN, help="synthetic training images (default 48,000)")
     p.add_argument("--n-test", type=int, default=N_TEST, help="synthetic test images (default 10,000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the data and the batches")
     p.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: small workloads, 2 repeats, 20 steps, no compile or side memory",
     )
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the full results as JSON")
+    p.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the full results as JSON (default: no JSON file)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -115,14 +140,14 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return o
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (see :mod:`backend_mlp.cli.common`)."""
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """Entry point: returns the exit status (see :mod:`backend_mlp.cli.common`); ``prog`` names it in messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command(PROG, lambda: _run(argv), argv)
+    return run_command(prog, lambda: _run(argv, prog), argv)
 
 
-def _run(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _run(argv: list[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     report = Benchmark(options_from_args(args)).run()
     print(format_table(report))
     if args.json:
