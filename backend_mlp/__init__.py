@@ -10,7 +10,8 @@ numeric functions follow their input arrays (see :mod:`backend_mlp.backends`).
   ``L_model_forward``, ``compute_cost``, ``L_model_backward``,
   ``update_parameters``, ``predict``, ``accuracy``, ``L_layer_model`` and
   their building blocks (``linear_forward``/``linear_backward``, ...);
-* data: ``load_mnist``, ``one_hot``, ``split_train_validation``, ``Dataset``;
+* data: ``load_mnist``, ``load_dataset``, ``prepare_splits``, named data sets (``DATASETS``,
+  ``get_dataset``), ``one_hot``, ``split_train_validation``, ``Dataset``;
 * training: ``TrainingConfig``, ``train``, ``train_step`` (pure), optimizers;
 * ``MLPClassifier`` (scikit-learn style), checkpoints and models;
 * backends: ``resolve_backend``, ``to_numpy``, ``to_backend``, ...;
@@ -31,7 +32,21 @@ from .backends import (
 )
 from .batchnorm import BatchNormConfig, apply_batchnorm, batchnorm_backward
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
-from .data import MNIST, Dataset, DatasetSpec, load_dataset, load_mnist, one_hot, split_train_validation
+from .data import (
+    DATASETS,
+    FASHION_MNIST,
+    KMNIST,
+    MNIST,
+    Dataset,
+    DatasetSpec,
+    DataSplits,
+    get_dataset,
+    load_dataset,
+    load_mnist,
+    one_hot,
+    prepare_splits,
+    split_train_validation,
+)
 from .errors import (
     BackendMismatchError,
     BackendMLPError,
@@ -86,6 +101,9 @@ from .training import (
 __version__ = "0.2.0"
 
 __all__ = [
+    "DATASETS",
+    "FASHION_MNIST",
+    "KMNIST",
     "MNIST",
     "SGD",
     "Backend",
@@ -96,6 +114,7 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "DataError",
+    "DataSplits",
     "Dataset",
     "DatasetSpec",
     "DownloadError",
@@ -121,6 +140,7 @@ __all__ = [
     "compute_cost",
     "evaluate_accuracy",
     "evaluate_cost",
+    "get_dataset",
     "get_optimizer",
     "initialize_batchnorm_state",
     "initialize_parameters",
@@ -137,6 +157,7 @@ __all__ = [
     "one_hot",
     "predict",
     "predict_proba",
+    "prepare_splits",
     "relu",
     "relu_backward",
     "resolve_backend",

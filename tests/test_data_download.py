@@ -93,7 +93,9 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No BACKEND_MLP_DATA, a private cache folder, and no proxy between us and 127.0.0.1."""
+    """No BACKEND_MLP_DATA, a private cache folder, and no proxy between us and 127.0.0.1.
+
+    Returns MNIST's cache: ``$BACKEND_MLP_CACHE/mnist``."""
     monkeypatch.delenv("BACKEND_MLP_DATA", raising=False)
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -101,7 +103,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     cache = tmp_path / "cache"
     monkeypatch.setenv("BACKEND_MLP_CACHE", str(cache))
-    return cache
+    return cache / "mnist"
 
 
 def closed_port() -> int:

@@ -158,7 +158,8 @@ def test_cache_without_download(tmp_path: Path) -> None:
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BACKEND_MLP_CACHE", str(tmp_path / "explicit"))
-    assert default_cache_dir() == tmp_path / "explicit"
+    assert default_cache_dir() == tmp_path / "explicit" / "mnist"  # a base folder: one sub-folder per data set
+    assert default_cache_dir(_spec()) == tmp_path / "explicit" / "toy"
     monkeypatch.delenv("BACKEND_MLP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "backend_mlp" / "mnist"

@@ -117,3 +117,21 @@ def test_prepare_mnist_splits_are_the_reports(paths: dict[str, Path], seed: int)
 def test_prepare_mnist_float32_train_images_pinned(paths: dict[str, Path]) -> None:
     X = np.ascontiguousarray(to_numpy(prepare_mnist(download=False, dtype="float32").train.X_rows))
     assert hashlib.sha256(X.tobytes()).hexdigest()[:16] == "22ab0ee8f58d370f"
+
+
+def test_source_records_the_published_checksums(mnist: ImageData, paths: dict[str, Path]) -> None:
+    """The uncompressed SHA-256 computed while loading equals MNIST's published digests."""
+    source = mnist.source
+    assert source["dataset"] == "mnist" and source["folder"] == str(paths[MNIST_FILES[0]].parent.resolve())
+    for role, name in MNIST.files.items():
+        entry = source["files"][role]
+        assert entry == {"file": paths[name].name, "sha256": MNIST_SHA256[name], "matches_published": True}
+
+
+def test_a_bare_folder_of_the_real_files_is_recognised_as_mnist(paths: dict[str, Path]) -> None:
+    from backend_mlp.data import prepare_splits
+
+    folder = next(iter(paths.values())).parent
+    splits = prepare_splits(None, folder, validation_fraction=0.5)
+    assert splits.spec.name == "mnist" and splits.source["dataset"] == "mnist"
+    assert splits.class_names == tuple(str(d) for d in range(10))

@@ -5,14 +5,16 @@ files are looked for, in order:
 
 1. the ``data_dir`` argument (the CLI's ``--data-dir``),
 2. the environment variable ``BACKEND_MLP_DATA``,
-3. the cache folder :func:`default_cache_dir` (``$BACKEND_MLP_CACHE``, else
-   ``~/.cache/backend_mlp/<spec.name>``), downloading missing files into it.
+3. the cache folder :func:`default_cache_dir` (``$BACKEND_MLP_CACHE/<spec.name>``, else
+   ``~/.cache/backend_mlp/<spec.name>``), downloading missing files into it.  Each data
+   set has its own sub-folder: Fashion-MNIST and KMNIST use MNIST's file names.
 
 An explicit folder (1 or 2) is never written to; each file may be there gzipped
 (``NAME.gz``) or raw (``NAME``, or the ``train-images.idx3-ubyte`` spelling).
-Downloads are checked against the SHA-256 of the uncompressed content (or, for a
-file without a known digest, for a valid IDX structure) and written atomically,
-stored gzipped as ``NAME.gz`` in the cache.  Problems raise
+Downloads are checked against the SHA-256 of the uncompressed content
+(``spec.sha256``), else of the served ``.gz`` bytes (``spec.sha256_gz``), else, for
+a file without a known digest, for a valid IDX structure; they are written
+atomically, stored as ``NAME.gz`` in the cache (the served gzip bytes unchanged).  Problems raise
 :class:`~backend_mlp.errors.DataError` (missing files),
 :class:`~backend_mlp.errors.DownloadError` (no mirror reachable) or
 :class:`~backend_mlp.errors.ChecksumError` (no mirror served data that verifies).
@@ -40,12 +42,13 @@ __all__ = [
     "ProgressCallback",
     "default_cache_dir",
     "locate_dataset",
+    "check_digest",
     "verify_sha256",
 ]
 
 #: Environment variable naming a folder that holds the data files.
 DATA_ENV = "BACKEND_MLP_DATA"
-#: Environment variable overriding the download cache folder.
+#: Environment variable naming the base download cache folder (one sub-folder per data set).
 CACHE_ENV = "BACKEND_MLP_CACHE"
 
 #: ``progress(file_name, bytes_received, total_bytes_or_None)``, called while downloading.
@@ -60,11 +63,11 @@ def _provide_hint(spec: DatasetSpec) -> str:
 
 
 def default_cache_dir(spec: DatasetSpec = MNIST) -> Path:
-    """The download cache of ``spec``: ``$BACKEND_MLP_CACHE``, else
+    """The download cache of ``spec``: ``$BACKEND_MLP_CACHE/<spec.name>``, else
     ``$XDG_CACHE_HOME/backend_mlp/<spec.name>``, else ``~/.cache/backend_mlp/<spec.name>``."""
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser() / spec.name
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "backend_mlp" / spec.name
@@ -107,11 +110,14 @@ def locate_dataset(
 ) -> dict[str, Path]:
     """Paths of the four files of ``spec``, keyed by file name (``spec.file_names``).
 
-    Looks in ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache folder
-    (``cache_dir`` or :func:`default_cache_dir`).  Only the cache is ever written
+    Looks in ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache folder of
+    ``spec``: ``cache_dir`` (this data set's files directly in it) or
+    :func:`default_cache_dir` (``$BACKEND_MLP_CACHE/<spec.name>``, ...).  Only the cache is ever written
     to: with ``download=True`` missing files are fetched from ``mirrors`` (default
-    ``spec.mirrors``) and verified against ``checksums`` (default ``spec.sha256``;
-    a name absent from the mapping is only checked for a valid IDX structure).
+    ``spec.mirrors``) and verified against ``checksums`` (file name -> SHA-256 of the
+    uncompressed content; default ``spec.sha256``), else against ``spec.sha256_gz``
+    (of the served ``.gz`` bytes); a name in neither mapping is only checked for a
+    valid IDX structure.
     Raises :class:`DataError` (missing files), :class:`DownloadError` (no mirror
     reachable) or :class:`ChecksumError`.
     """
@@ -145,7 +151,8 @@ def locate_dataset(
                 f"Set {CACHE_ENV} to a writable folder, or: {_provide_hint(spec)}"
             ) from None
         for name in missing:
-            found[name] = _download(spec, name, cache, mirror_list, sums.get(name), timeout, progress)
+            expected = (sums.get(name), spec.sha256_gz.get(name))
+            found[name] = _download(spec, name, cache, mirror_list, expected, timeout, progress)
     return {name: p for name, p in found.items() if p is not None}
 
 
@@ -213,11 +220,14 @@ def _download(
     name: str,
     folder: Path,
     mirrors: tuple[str, ...],
-    expected_sha256: str | None,
+    expected: tuple[str | None, str | None],
     timeout: float,
     progress: ProgressCallback | None,
 ) -> Path:
-    """Fetch ``name`` from the first mirror that serves good data; store it as ``folder/NAME.gz``."""
+    """Fetch ``name`` from the first mirror that serves good data; store it as ``folder/NAME.gz``.
+
+    ``expected`` is (SHA-256 of the uncompressed content, SHA-256 of the served .gz), either None."""
+    expected_sha256, expected_gz = expected
     attempts: list[str] = []
     bad_data = False
     for mirror in mirrors:
@@ -242,12 +252,12 @@ def _download(
             bad_data = True
             attempts.append(f"{url} (damaged gzip data: {exc})")
             continue
-        digest = hashlib.sha256(content).hexdigest()
-        if expected_sha256 is not None and digest != expected_sha256.lower():
+        problem = _verify_download(payload, content, is_gzip, expected_sha256, expected_gz)
+        if problem:
             bad_data = True
-            attempts.append(f"{url} (SHA-256 mismatch: got {digest}, expected {expected_sha256})")
+            attempts.append(f"{url} ({problem})")
             continue
-        if expected_sha256 is None:
+        if expected_sha256 is None and expected_gz is None:
             try:
                 parse_idx(content, source=url, expected_magic=spec.magic(name))
             except DataError as exc:
@@ -262,8 +272,8 @@ def _download(
     if bad_data:
         raise ChecksumError(
             f"could not get a valid copy of {spec.title} file {name}: every mirror either failed or "
-            f"served data that did not verify (expected SHA-256 {expected_sha256} of the "
-            f"uncompressed file). Mirrors tried: {tried}. Last error: {attempts[-1]}. "
+            f"served data that did not verify (expected {_expected_text(expected_sha256, expected_gz)}). "
+            f"Mirrors tried: {tried}. Last error: {attempts[-1]}. "
             f"Nothing was written to {folder}. {_provide_hint(spec)}"
         )
     raise DownloadError(
@@ -273,9 +283,38 @@ def _download(
     )
 
 
+def _verify_download(
+    payload: bytes, content: bytes, is_gzip: bool, expected_sha256: str | None, expected_gz: str | None
+) -> str | None:
+    """Why a download does not verify (None when it does): the uncompressed digest decides when known."""
+    if expected_sha256 is not None:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != expected_sha256.lower():
+            return f"SHA-256 mismatch: got {digest}, expected {expected_sha256} of the uncompressed file"
+    elif expected_gz is not None:
+        if not is_gzip:
+            return f"served uncompressed data; only the SHA-256 of the .gz file is known ({expected_gz})"
+        digest = hashlib.sha256(payload).hexdigest()
+        if digest != expected_gz.lower():
+            return f"SHA-256 mismatch: got {digest}, expected {expected_gz} of the .gz file"
+    return None
+
+
+def _expected_text(expected_sha256: str | None, expected_gz: str | None) -> str:
+    if expected_sha256 is not None:
+        return f"SHA-256 {expected_sha256} of the uncompressed file"
+    if expected_gz is not None:
+        return f"SHA-256 {expected_gz} of the .gz file"
+    return "a valid IDX file"
+
+
 def verify_sha256(content: bytes, expected: str, *, source: str | os.PathLike[str], title: str = "data") -> None:
     """Raise :class:`ChecksumError` unless ``content`` (uncompressed) has SHA-256 ``expected``."""
-    digest = hashlib.sha256(content).hexdigest()
+    check_digest(hashlib.sha256(content).hexdigest(), expected, source=source, title=title)
+
+
+def check_digest(digest: str, expected: str, *, source: str | os.PathLike[str], title: str = "data") -> None:
+    """Raise :class:`ChecksumError` unless ``digest`` (SHA-256 of a file's uncompressed content) is ``expected``."""
     if digest != expected.lower():
         raise ChecksumError(
             f"{title} file {source} has SHA-256 {digest} (of the uncompressed content); "

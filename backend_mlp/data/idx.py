@@ -31,6 +31,8 @@ __all__ = [
     "IMAGES_MAGIC",
     "read_idx",
     "read_idx_bytes",
+    "decompress_idx_bytes",
+    "is_gzip",
     "parse_idx",
     "encode_idx",
     "write_idx",
@@ -71,10 +73,20 @@ def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
     file and for truncated or corrupted gzip data.
     """
     p = Path(path)
-    raw = read_bytes(p, "IDX file", "an existing file, gzipped or raw")
-    if p.suffix == ".gz" or raw.startswith(_GZIP_SIGNATURE):
-        return _gunzip(raw, str(p))
+    return decompress_idx_bytes(read_bytes(p, "IDX file", "an existing file, gzipped or raw"), p)
+
+
+def decompress_idx_bytes(raw: bytes, path: str | os.PathLike[str]) -> bytes:
+    """``raw``, the bytes of the file ``path``, gunzipped when the name ends in ``.gz`` or the
+    content starts with the gzip signature (else returned as they are)."""
+    if is_gzip(raw, path):
+        return _gunzip(raw, str(path))
     return raw
+
+
+def is_gzip(raw: bytes, path: str | os.PathLike[str] = "") -> bool:
+    """Whether ``raw`` (the bytes of ``path``) is gzip data: a ``.gz`` name or the gzip signature."""
+    return Path(path).suffix == ".gz" or raw.startswith(_GZIP_SIGNATURE)
 
 
 def _gunzip(raw: bytes, source: str) -> bytes:

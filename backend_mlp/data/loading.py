@@ -8,13 +8,16 @@ cache (``~/.cache/backend_mlp/<name>`` or ``$BACKEND_MLP_CACHE``), downloading
 and verifying missing files into it.
 
 Images come back as ``(m, rows*cols)`` floats in [0, 1] (``rows*cols`` read from
-the files: 784 for MNIST), labels as ``(m,)`` int64 class indices.  The number
-of classes is the spec's (``len(spec.class_names)``) or, for a spec without
-class names, the largest label + 1.
+the files, the same in both splits: 784 for MNIST), labels as ``(m,)`` int64
+class indices.  The number of classes K is the spec's (``len(spec.class_names)``)
+or, for a spec without class names, the largest label + 1 over train and test;
+every label must lie in 0..K-1.  Each file is read once; the SHA-256 of its
+uncompressed content is computed on the way and reported in ``ImageData.source``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +28,10 @@ import numpy as np
 
 from ..backends import resolve_dtype_name
 from ..errors import DataError
-from .download import ProgressCallback, locate_dataset, verify_sha256
-from .idx import parse_idx, read_idx_bytes
-from .sources import MNIST, DatasetSpec
+from ..files import read_bytes
+from .download import ProgressCallback, check_digest, locate_dataset
+from .idx import decompress_idx_bytes, is_gzip, parse_idx
+from .sources import MNIST, ROLES, DatasetSpec
 
 __all__ = ["ImageData", "load_dataset", "load_mnist"]
 
@@ -39,8 +43,19 @@ class ImageData:
     ``train_images``: ``(m_train, rows*cols)`` floats in [0, 1];
     ``train_labels``: ``(m_train,)`` int64 in ``0..n_classes-1``; likewise
     ``test_images`` and ``test_labels``.  ``image_shape`` is ``(rows, cols)`` as
-    read from the files, ``files`` the paths the data was read from, and
-    ``class_names`` one name per class (``n_classes`` of them).
+    read from the files, ``files`` the paths the data was read from (file name ->
+    path), ``class_names`` one name per class (``n_classes`` of them), and
+    ``source`` where the data came from, JSON-ready::
+
+        {"dataset": spec name, or "idx folder" for a bare folder spec, "title": ...,
+         "folder": absolute path of the folder the four files were read from,
+         "files": {role: {"file": file name on disk, "sha256": of the uncompressed content,
+                          "matches_published": bool or None}, ...}}   # roles: ROLES
+
+    ``matches_published`` is True when the file equals the spec's published digest
+    (of the uncompressed content, else, for a spec that publishes only ``.gz``
+    digests, of the gzip file itself), False when it differs, None when there is
+    none to compare with.
     """
 
     train_images: np.ndarray
@@ -50,6 +65,7 @@ class ImageData:
     image_shape: tuple[int, int]
     files: Mapping[str, Path] = field(default_factory=dict)
     class_names: tuple[str, ...] = ()
+    source: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -88,9 +104,11 @@ def load_dataset(
     ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache (downloading into
     it).  Downloads are always verified; files already on disk are verified
     against ``checksums`` (file name -> SHA-256 of the uncompressed content) only
-    when it is given explicitly.  Raises :class:`DataError` when a file is damaged
-    or the files disagree (image count != label count, image sizes differ, labels
-    outside the spec's classes).
+    when it is given explicitly (``source`` reports whether they match the spec's
+    digests).  Raises :class:`DataError` when a file is damaged or the files
+    disagree (image count != label count, train and test image sizes differ, a
+    label outside 0..K-1) and :class:`ChecksumError` for a file that does not match
+    ``checksums``.
     """
     return _load(spec, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
 
@@ -126,13 +144,23 @@ def _load(
         progress=progress,
     )
     arrays: dict[str, np.ndarray] = {}
-    for name in spec.file_names:
+    files: dict[str, dict[str, Any]] = {}
+    for role in ROLES:
+        name = spec.files[role]
         path = paths[name]
-        content = read_idx_bytes(path)
+        raw = read_bytes(path, "IDX file", "an existing file, gzipped or raw")
+        published = _matches_published(spec, name, raw, path)
+        content = decompress_idx_bytes(raw, path)
+        del raw
+        digest = hashlib.sha256(content).hexdigest()
         expected = None if checksums is None else checksums.get(name)
         if expected is not None:
-            verify_sha256(content, expected, source=path, title=spec.title)
+            check_digest(digest, expected, source=path, title=spec.title)
+        if published is None and name in spec.sha256:
+            published = digest == spec.sha256[name]
+        files[role] = {"file": path.name, "sha256": digest, "matches_published": published}
         arrays[name] = parse_idx(content, source=str(path), expected_magic=spec.magic(name))
+        del content
 
     splits: dict[str, tuple[np.ndarray, np.ndarray, Path]] = {}
     image_shape: tuple[int, int] | None = None
@@ -162,18 +190,25 @@ def _load(
         splits[split] = (flat, labels.astype(np.int64), paths[labels_name])
 
     class_names = spec.class_names
-    if not class_names:  # a bare folder: the labels say how many classes there are
+    if not class_names:  # a bare folder: the labels of both splits say how many classes there are
         n = 1 + max(int(labels.max()) for _, labels, _ in splits.values())
         class_names = tuple(str(k) for k in range(n))
     n_classes = len(class_names)
     for split, (_, labels, path) in splits.items():
-        bad = np.flatnonzero(labels >= n_classes)
+        bad = np.flatnonzero((labels < 0) | (labels >= n_classes))  # < 0 only for non-ubyte label files
         if bad.size:
             raise DataError(
                 f"{split} labels {path}: {bad.size} labels outside 0..{n_classes - 1}, first value "
                 f"{int(labels[bad[0]])} at index {int(bad[0])}; expected class indices 0..{n_classes - 1} "
                 f"for the {n_classes} classes of {spec.title}"
             )
+    bare = not (spec.sha256 or spec.sha256_gz or spec.mirrors or spec.class_names)
+    source = {
+        "dataset": "idx folder" if bare else spec.name,
+        "title": spec.title,
+        "folder": str(paths[spec.file_names[0]].parent.resolve()),
+        "files": files,
+    }
 
     assert image_shape is not None
     return ImageData(
@@ -184,4 +219,14 @@ def _load(
         image_shape=image_shape,
         files=dict(paths),
         class_names=class_names,
+        source=source,
     )
+
+
+def _matches_published(spec: DatasetSpec, name: str, raw: bytes, path: Path) -> bool | None:
+    """Whether the gzip file ``raw`` is the one whose SHA-256 the spec publishes (None: no such digest,
+    the spec publishes the uncompressed digest instead, or the file is stored raw)."""
+    expected = spec.sha256_gz.get(name)
+    if expected is None or name in spec.sha256 or not is_gzip(raw, path):
+        return None
+    return hashlib.sha256(raw).hexdigest() == expected

@@ -2,28 +2,34 @@
 
 A :class:`DatasetSpec` describes one image-classification data set distributed
 as four IDX files (train images, train labels, test images, test labels):
-their names by role, the SHA-256 of each file's UNCOMPRESSED content, the base
-URLs of mirrors that serve ``NAME.gz``, the class names and the published
-image shape.  :data:`MNIST` is the one defined here; a data set in the same
-format (Fashion-MNIST, KMNIST, ...) is one more instance, loaded by the same
-code (:func:`backend_mlp.data.load_dataset`).
+their names by role, the SHA-256 of each file's UNCOMPRESSED content and/or of
+the ``.gz`` file its mirrors serve, the base URLs of mirrors that serve
+``NAME.gz``, the class names and the published image shape.  :data:`MNIST`,
+:data:`FASHION_MNIST` and :data:`KMNIST` are defined here and registered in
+:data:`DATASETS` (:func:`get_dataset` looks them up by name); all are loaded by
+the same code (:func:`backend_mlp.data.load_dataset`).
 
 A spec without checksums, mirrors or class names describes a bare folder of
-IDX files: nothing is downloaded or verified, and the number of classes is
-read from the labels (largest label + 1).
+IDX files (:func:`folder_spec`): nothing is downloaded or verified, and the
+number of classes is read from the labels (largest label + 1).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from ..errors import InputValidationError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC
 
-__all__ = ["ROLES", "DatasetSpec", "MNIST"]
+__all__ = [
+    "ROLES", "DATASETS", "DatasetSpec", "FASHION_MNIST", "KMNIST", "MNIST", "folder_spec", "get_dataset", "recognise",
+]
 
 #: The roles of a data set's four files, in this order.
 ROLES: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
@@ -35,11 +41,15 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 class DatasetSpec:
     """One named data set of four IDX files (frozen; compare specs by ``name``).
 
-    ``name``: short identifier, also the cache sub-folder (``~/.cache/backend_mlp/<name>``);
+    ``name``: short identifier, also the cache sub-folder (``$BACKEND_MLP_CACHE/<name>`` or
+    ``~/.cache/backend_mlp/<name>``);
     ``title``: the name used in messages (``"MNIST"``);
     ``files``: role -> file name (uncompressed spelling), for every role in :data:`ROLES`;
-    ``sha256``: file name -> SHA-256 hex digest of the uncompressed content (files
-    without an entry are only checked for a valid IDX structure when downloaded);
+    ``sha256``: file name -> SHA-256 hex digest of the uncompressed content;
+    ``sha256_gz``: file name -> SHA-256 hex digest of the ``NAME.gz`` bytes the mirrors
+    serve (for data sets whose publishers list only those).  A download is verified
+    against ``sha256`` when it has an entry, else against ``sha256_gz``; a file with
+    neither is only checked for a valid IDX structure;
     ``mirrors``: base URLs tried in turn, each serving ``NAME.gz``;
     ``class_names``: one name per class label 0..k-1 (empty: read k from the labels);
     ``image_shape``: the published ``(rows, cols)`` (informative: the loader takes the
@@ -50,6 +60,7 @@ class DatasetSpec:
     title: str
     files: Mapping[str, str]
     sha256: Mapping[str, str] = field(default_factory=dict)
+    sha256_gz: Mapping[str, str] = field(default_factory=dict)
     mirrors: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
     image_shape: tuple[int, int] | None = None
@@ -72,14 +83,18 @@ class DatasetSpec:
             raise InputValidationError(
                 f"files: received file names {names}; expected four different non-empty file names without '/'"
             )
-        sha = dict(self.sha256) if isinstance(self.sha256, Mapping) else None
-        if sha is None or not set(sha) <= set(names) or not all(
-            isinstance(d, str) and _SHA256.fullmatch(d) for d in sha.values()
-        ):
-            raise InputValidationError(
-                f"sha256: received {self.sha256!r}; expected a mapping from some of the file names {names} "
-                "to 64-digit hexadecimal SHA-256 digests of their uncompressed content"
-            )
+        digests = {}
+        for arg, what in (("sha256", "their uncompressed content"), ("sha256_gz", "their served .gz files")):
+            got = getattr(self, arg)
+            sha = dict(got) if isinstance(got, Mapping) else None
+            if sha is None or not set(sha) <= set(names) or not all(
+                isinstance(d, str) and _SHA256.fullmatch(d) for d in sha.values()
+            ):
+                raise InputValidationError(
+                    f"{arg}: received {got!r}; expected a mapping from some of the file names {names} "
+                    f"to 64-digit hexadecimal SHA-256 digests of {what}"
+                )
+            digests[arg] = MappingProxyType({k: v.lower() for k, v in sha.items()})
         mirrors = (self.mirrors,) if isinstance(self.mirrors, str) else tuple(self.mirrors)
         if not all(isinstance(m, str) and m for m in mirrors):
             raise InputValidationError(
@@ -99,7 +114,8 @@ class DatasetSpec:
                     f"image_shape: received {self.image_shape!r}; expected (rows, cols) of positive integers, or None"
                 )
         object.__setattr__(self, "files", MappingProxyType(files))
-        object.__setattr__(self, "sha256", MappingProxyType({k: v.lower() for k, v in sha.items()}))
+        object.__setattr__(self, "sha256", digests["sha256"])
+        object.__setattr__(self, "sha256_gz", digests["sha256_gz"])
         object.__setattr__(self, "mirrors", mirrors)
         object.__setattr__(self, "class_names", class_names)
         object.__setattr__(self, "image_shape", shape)
@@ -151,3 +167,94 @@ MNIST = DatasetSpec(
     class_names=tuple(str(d) for d in range(10)),
     image_shape=(28, 28),
 )
+
+# Fashion-MNIST and KMNIST publish no SHA-256 of the uncompressed files that we could find, so their
+# downloads are verified against the SHA-256 of the .gz files their mirrors serve, as listed by
+# TensorFlow Datasets (github.com/tensorflow/datasets, tensorflow_datasets/url_checksums/fashion_mnist.txt
+# and kmnist.txt: "URL  size  sha256" of each .gz).  Cross-check: torchvision's MD5s of the same .gz files
+# (github.com/pytorch/vision, torchvision/datasets/mnist.py, classes FashionMNIST and KMNIST), which are
+# also the MD5s in the Fashion-MNIST README.  The uncompressed digest of every file loaded is recorded
+# in ``ImageData.source``.
+
+#: Fashion-MNIST (Zalando Research; Xiao, Rasul, Vollgraf 2017): 60,000 + 10,000 28x28 grey images of
+#: clothing in 10 classes, with MNIST's file names and format.
+FASHION_MNIST = DatasetSpec(
+    name="fashion-mnist",
+    title="Fashion-MNIST",
+    files=MNIST.files,
+    sha256_gz={
+        # .gz sizes 26,421,880 / 29,515 / 4,422,102 / 5,148 bytes; torchvision MD5s 8d4fb7e6c68d591d4c3dfef9ec88bf0d,
+        # 25c81989df183df01b3e8a0aad5dffbe, bef4ecab320f06d8554ea6380940ec79, bb300cfdad3c16e7a12a480ee83cd310
+        "train-images-idx3-ubyte": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    ),
+    class_names=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+    image_shape=(28, 28),
+)
+
+#: Kuzushiji-MNIST (ROIS-DS CODH; Clanuwat et al. 2018): 60,000 + 10,000 28x28 grey images of cursive
+#: hiragana in 10 classes (romanised as in the data set's classmap: お o, き ki, す su, つ tsu, な na,
+#: は ha, ま ma, や ya, れ re, を wo), with MNIST's file names and format.
+KMNIST = DatasetSpec(
+    name="kmnist",
+    title="Kuzushiji-MNIST",
+    files=MNIST.files,
+    sha256_gz={
+        # .gz sizes 18,165,135 / 29,497 / 3,041,136 / 5,120 bytes; torchvision MD5s bdb82020997e1d708af4cf47b453dcf7,
+        # e144d726b3acfaa3e44228e80efcd344, 5c965bf0a639b31b8f53240b1b52f4d7, 7320c461ea6c1c855c0b718fb2a4b134
+        "train-images-idx3-ubyte": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+        "train-labels-idx1-ubyte": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+        "t10k-images-idx3-ubyte": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+        "t10k-labels-idx1-ubyte": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+    },
+    mirrors=(
+        "https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    ),
+    class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    image_shape=(28, 28),
+)
+
+#: The named data sets, by :attr:`DatasetSpec.name` (read-only).
+DATASETS: Mapping[str, DatasetSpec] = MappingProxyType({s.name: s for s in (MNIST, FASHION_MNIST, KMNIST)})
+
+
+def get_dataset(name_or_spec: str | DatasetSpec) -> DatasetSpec:
+    """The :class:`DatasetSpec` named ``name_or_spec`` in :data:`DATASETS` (case and ``_``/``-`` ignored),
+    or ``name_or_spec`` itself when it is a spec."""
+    if isinstance(name_or_spec, DatasetSpec):
+        return name_or_spec
+    key = name_or_spec.strip().lower().replace("_", "-") if isinstance(name_or_spec, str) else None
+    if key not in DATASETS:
+        raise InputValidationError(
+            f"dataset: received {name_or_spec!r}; expected one of {', '.join(map(repr, DATASETS))} "
+            "or a DatasetSpec"
+        )
+    return DATASETS[key]
+
+
+def recognise(source: Mapping[str, Any]) -> DatasetSpec | None:
+    """The registered data set whose published uncompressed SHA-256 digests all four files of ``source``
+    (:attr:`~backend_mlp.data.loading.ImageData.source`) match, else ``None``."""
+    files = source.get("files", {})
+    for spec in DATASETS.values():
+        if spec.sha256 and all(
+            files.get(role, {}).get("sha256") == spec.sha256.get(spec.files[role]) for role in ROLES
+        ):
+            return spec
+    return None
+
+
+def folder_spec(folder: str | os.PathLike[str]) -> DatasetSpec:
+    """A bare spec for a folder of the four IDX files under MNIST's names: no checksums, no mirrors, no
+    class names (the labels decide), named after the folder (``title`` ``"IDX"``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(folder).expanduser().resolve().name).strip("-.")
+    return DatasetSpec(name=name or "idx", title="IDX", files=MNIST.files)
