@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from synthetic_mnist import write_synthetic_mnist
 
-from backend_mlp.cli.reproduce import main
+from backend_mlp.cli.progress import WIDTH
+from backend_mlp.cli.reproduce import _RunLines, build_parser, main
 from backend_mlp.errors import BackendMLPError, InputValidationError
-from backend_mlp.report import Reproduction
+from backend_mlp.report import Reproduction, reproduction
 from backend_mlp.report.figures import Curve, plot_cost_curve, plot_weight_histograms
+from backend_mlp.report.markdown import ablation_table, section_table, weight_table
 from backend_mlp.report.statistics import acceptance_checks, stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,8 @@ def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # one line per finished run: 2 seeds x (sections 4, 5, 6 + ablation b, c)
     assert sum(line.startswith("[") for line in proc.stdout.splitlines()) == 10
+    # readable at 80 columns (only a path longer than a line may exceed it, alone on its line)
+    assert all(len(line) <= WIDTH or "/" in line for line in proc.stdout.splitlines()), proc.stdout
 
     expected = {"REPORT.md", "results.json", "cost_curves.png", "weights_plain_vs_l2.png", "batchnorm_ablation.png"}
     for name in expected:
@@ -76,6 +80,84 @@ def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
         assert any(row.startswith(f"| {variant} ") for row in table_rows), variant
     for fig in ("cost_curves.png", "weights_plain_vs_l2.png", "batchnorm_ablation.png"):
         assert f"]({fig})" in report
+    assert "±" in report and "ours: min – max" in report  # two seeds: spreads and ranges
+
+
+def test_one_seed_shows_values_without_spread(mnist_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "one"
+    assert main(["--seeds", "1", "--max-steps", "100", "--data-dir", str(mnist_dir), "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "±" not in report and "min – max" not in report and "mean " not in report
+    assert "| metric | report | ours (one seed) |" in report and "| steps | 15,900 | 100 |" in report
+    assert "| variant | test accuracy | validation accuracy | steps | best validation cost |" in report
+    assert "Protocol: one seed (0)" in report
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= WIDTH or "/" in line for line in lines), lines
+
+
+def _entry(*values: float) -> dict:
+    e = stats(values)
+    return {"steps": e, "test_accuracy": e, "weight_std": [e, e]}
+
+
+def test_tables_show_spread_only_with_several_seeds() -> None:
+    one, two = _entry(0.9), _entry(0.9, 0.92)
+    table = section_table("4", one)
+    assert "±" not in table and "–" not in table and "0.9000" in table
+    assert all(row.count("|") == 4 for row in table.splitlines())  # metric, report, ours
+    assert "0.9100 ± 0.0141" in section_table("4", two) and "0.9000 – 0.9200" in section_table("4", two)
+    assert "±" not in weight_table({"4": one, "6": one}, [3, 2, 1])
+    assert "(mean 0.9100 ± 0.0141)" in weight_table({"4": two, "6": two}, [3, 2, 1])
+
+    def row(e: dict) -> dict:
+        return {"variant": "a", "label": "(a) ours", "key": "5", "test": e["test_accuracy"],
+                "val": e["test_accuracy"], "steps": e["steps"], "best_val_cost": e["steps"]}
+
+    assert "±" not in ablation_table([row(one)])
+    assert "0.9100 ± 0.0141" in ablation_table([row(two)])
+
+
+def test_default_out_is_a_new_folder_under_runs(mnist_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args([]).out is None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduction, "_timestamp", lambda: "20240102-030405")  # every run in the same second
+    taken = tmp_path / "runs" / "reproduce-20240102-030405"
+    taken.mkdir(parents=True)
+    (taken / "mine.txt").write_text("not yours")
+    args = ["--seeds", "1", "--sections", "4", "--no-ablation", "--max-steps", "1", "--data-dir", str(mnist_dir)]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "runs/reproduce-20240102-030405-2" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "reproduce-20240102-030405", "reproduce-20240102-030405-2", "reproduce-20240102-030405-3"]
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]  # an existing folder is never written into
+    for suffix in ("-2", "-3"):
+        assert (tmp_path / "runs" / f"reproduce-20240102-030405{suffix}" / "REPORT.md").is_file()
+    assert not (tmp_path / "docs").exists()
+
+    # a name taken by another process between choosing it and creating it is not used either
+    r = Reproduction(None, seeds=1, sections=("4",), ablation=False)
+    assert r.out == tmp_path.joinpath("runs", "reproduce-20240102-030405-4").relative_to(tmp_path)
+    r.out.mkdir()
+    assert r.make_out().name == "reproduce-20240102-030405-5" and r.make_out() == r.out
+    assert list(r.out.iterdir()) == []
+
+
+def test_run_lines_fit_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _RunLines()
+    lines.start -= 700.0  # 700 s for 7 runs: 100 s per run, 993 runs left
+    record = {"seed": 99, "key": "bn-c", "steps": 1_234_567, "stopped_reason": "num_iterations",
+              "test_accuracy": 0.91234, "train_seconds": 12_345.6}
+    lines(7, 1_000, record)
+    lines(1_000, 1_000, {**record, "stopped_reason": "early_stopping", "train_seconds": 0.42})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[   7/1000] seed 99 bn-c 1,234,567 steps, step cap, test 0.9123, 3.4 h")
+    assert " ".join(" ".join(out[:-1]).split()).endswith("3.4 h; ~27.6 h left")  # wrapped at spaces
+    assert out[-1] == "[1000/1000] seed 99 bn-c 1,234,567 steps, early stop, test 0.9123, 0.4 s"
+    assert all(len(line) <= WIDTH for line in out)
 
 
 def test_reproduce_cli_errors(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

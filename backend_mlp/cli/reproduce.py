@@ -1,9 +1,14 @@
 """Reproduce the report's Sections 4-6 over several seeds and write ``REPORT.md``.
 
 The command line of :class:`backend_mlp.report.Reproduction`: writes
-``results.json``, the figures and ``REPORT.md`` into ``--out``.  Exit status:
-0 done, 1 error, 2 usage error, 130 interrupted; errors are one line on stderr.
+``results.json``, the figures and ``REPORT.md`` into ``--out``, by default a new
+folder ``runs/reproduce-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken;
+never an existing folder).  The committed report is rewritten only when asked
+for explicitly (``--out docs/report``).  Prints one line per finished run and
+the acceptance checks, each within 80 columns.  Exit status: 0 done, 1 error,
+2 usage error, 130 interrupted; errors are one line on stderr.
 
+    python scripts/reproduce_report.py --device cpu --seeds 5 --data-dir DIR
     python scripts/reproduce_report.py --device cpu --seeds 5 --data-dir DIR --out docs/report
 """
 
@@ -12,24 +17,28 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..experiment import SECTIONS
 from ..report import Reproduction
 from .common import Parser, run_command
+from .progress import fit, format_duration
 
 PROG = "reproduce_report"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The command-line options."""
-    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, or any name resolve_backend accepts")
     p.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds 0..N-1 (default 5)")
     p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST files (else $BACKEND_MLP_DATA/cache)")
-    p.add_argument("--out", default="docs/report", help="output folder (default docs/report)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: a new runs/reproduce-<YYYYmmdd-HHMMSS>; "
+                        "--out docs/report rewrites the committed report)")
     p.add_argument("--sections", type=_sections, default=("4", "5", "6"), help="comma separated, default 4,5,6")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
                    help="run the batch-norm ablation (default on)")
@@ -68,35 +77,54 @@ def _command_line(argv: Sequence[str] | None) -> str:
     return shlex.join([PROG, *argv])
 
 
-def _print_run(done: int, total: int, r: dict[str, Any]) -> None:
-    print(f"[{done}/{total}] seed {r['seed']} {r['key']:>4}: {r['steps']:>6,} steps ({r['epochs']:.1f} epochs, "
-          f"{r['stopped_reason']}), test accuracy {r['test_accuracy']:.4f}, {r['train_seconds']:.1f} s", flush=True)
+_STOPPED = {"early_stopping": "early stop", "num_iterations": "step cap", "diverged": "DIVERGED"}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class _RunLines:
+    """One line per finished run, within 80 columns, ending with the estimated time left.
+
+    ``[ 3/25] seed 0 6     12,500 steps, early stop, test 0.9144, 8 s; ~3.2 min left``: the estimate is the
+    mean time per run so far times the runs left (early stopping makes runs differ).
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int, r: dict[str, Any]) -> None:
+        reason = _STOPPED.get(str(r["stopped_reason"]), str(r["stopped_reason"]))
+        line = (f"[{done:>{len(str(total))}}/{total}] seed {r['seed']} {r['key']:<4} {r['steps']:>7,} steps, "
+                f"{reason}, test {r['test_accuracy']:.4f}, {format_duration(r['train_seconds'])}")
+        if done < total:
+            left = (time.perf_counter() - self.start) / done * (total - done)
+            line += f"; ~{format_duration(left)} left"
+        print(fit(line), flush=True)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Entry point: returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     return run_command(
-        PROG, lambda: _run(args_list, argv), args_list,
+        prog, lambda: _run(args_list, argv, prog), args_list,
         interrupted="interrupted; partial results (if any) are in results.json",
     )
 
 
-def _run(args_list: list[str], argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(args_list)
+def _run(args_list: list[str], argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(args_list)
     reproduction = Reproduction(
         args.out, device=args.device, seeds=args.seeds, dtype=args.dtype, data_dir=args.data_dir,
         sections=args.sections, ablation=args.ablation, max_steps=args.max_steps, threads=args.threads,
         command=_command_line(argv), argv=args_list,
     )
-    print(f"{PROG}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
-          f"({reproduction.dtype}) -> {reproduction.out}", flush=True)
-    results = reproduction.run(progress=_print_run)
+    out = reproduction.make_out()
+    print(fit(f"{prog}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
+              f"({reproduction.dtype}); output in {out}"), flush=True)
+    results = reproduction.run(progress=_RunLines())
     for c in results["checks"]:
         verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]
-        print(f"check {c['check']}: {verdict} ({c['measured']}; target {c['target']})", flush=True)
-    print(f"{PROG}: wrote {reproduction.out / 'REPORT.md'}, results.json and {len(results['figures'])} figure(s) in "
-          f"{results['total_seconds'] / 60:.1f} min", flush=True)
+        print(fit(f"check {c['check']}: {verdict} ({c['measured']}; target {c['target']})"), flush=True)
+    print(fit(f"{PROG}: wrote {out / 'REPORT.md'}, results.json and {len(results['figures'])} figure(s) in "
+              f"{format_duration(results['total_seconds'])}"), flush=True)
     return 0
 
 

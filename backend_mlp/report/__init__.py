@@ -8,6 +8,6 @@ over seeds, acceptance checks), :mod:`.markdown` (REPORT.md),
 
 from __future__ import annotations
 
-from .reproduction import Reproduction
+from .reproduction import Reproduction, default_out
 
-__all__ = ["Reproduction"]
+__all__ = ["Reproduction", "default_out"]

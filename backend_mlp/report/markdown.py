@@ -14,17 +14,33 @@ _REPORT_TRAIN_SIZE = 48_000
 _REPORT_BATCH = 256
 
 
-def _cell(entry: dict[str, Any] | None, fmt: str) -> tuple[str, str]:
-    """``(mean ± std, median)`` of a stats entry, or dashes when it has no values."""
-    if not entry or not entry.get("n"):
-        return "—", "—"
-    return f"{fmt.format(entry['mean'])} ± {fmt.format(entry['std'])}", fmt.format(entry["median"])
+def _n(entry: dict[str, Any] | None) -> int:
+    """Seeds behind a stats entry (0 when it has no values)."""
+    return int((entry or {}).get("n") or 0)
+
+
+def _spread(entry: dict[str, Any] | None, fmt: str) -> str:
+    """``mean ± std`` of a stats entry; the value alone for one seed (no "± 0"); a dash without values."""
+    n = _n(entry)
+    if not n:
+        return "—"
+    assert entry is not None
+    if n == 1:
+        return fmt.format(entry["mean"])
+    return f"{fmt.format(entry['mean'])} ± {fmt.format(entry['std'])}"
+
+
+def _seeds(entry: dict[str, Any]) -> int:
+    """Seeds of a section's summary entry: the most values any of its metrics has."""
+    return max((_n(v) for v in entry.values() if isinstance(v, dict)), default=0)
 
 
 def section_table(section: str, entry: dict[str, Any]) -> str:
-    """Markdown table of one section: the report's numbers beside ours."""
+    """Markdown table of one section: the report's numbers beside ours (one column of values for one seed)."""
     report = REPORT_RESULTS.get(section, {})
-    rows = ["| metric | report | ours: mean ± std | ours: median | ours: min – max |", "|---|---|---|---|---|"]
+    one = _seeds(entry) <= 1
+    rows = (["| metric | report | ours (one seed) |", "|---|---|---|"] if one else
+            ["| metric | report | ours: mean ± std | ours: median | ours: min – max |", "|---|---|---|---|---|"])
     for metric, label, fmt in METRIC_ROWS:
         if metric in report:
             rep = fmt.format(report[metric])
@@ -32,10 +48,13 @@ def section_table(section: str, entry: dict[str, Any]) -> str:
             rep = f"≈{report['steps'] * _REPORT_BATCH / _REPORT_TRAIN_SIZE:.1f}*"
         else:
             rep = "—"
-        mean_std, mid = _cell(entry.get(metric), fmt)
         m = entry.get(metric) or {}
-        span = f"{fmt.format(m['min'])} – {fmt.format(m['max'])}" if m.get("n") else "—"
-        rows.append(f"| {label} | {rep} | {mean_std} | {mid} | {span} |")
+        if one:
+            rows.append(f"| {label} | {rep} | {_spread(m, fmt)} |")
+            continue
+        mid = fmt.format(m["median"]) if _n(m) else "—"
+        span = f"{fmt.format(m['min'])} – {fmt.format(m['max'])}" if _n(m) else "—"
+        rows.append(f"| {label} | {rep} | {_spread(m, fmt)} | {mid} | {span} |")
     return "\n".join(rows)
 
 
@@ -48,37 +67,47 @@ def _compare(value: float, reference: float, tol: float = 0.0) -> str:
 
 
 def section_sentence(section: str, entry: dict[str, Any]) -> str:
-    """One generated sentence comparing our medians with the report."""
+    """One generated sentence comparing our medians (the values, for one seed) with the report."""
     report = REPORT_RESULTS[section]
     t, s = entry["test_accuracy"]["median"], entry["steps"]["median"]
-    return (
-        f"Median test accuracy {t:.4f} is {_compare(t, report['test_accuracy'])} the report's "
-        f"{report['test_accuracy']:.4f} ({t - report['test_accuracy']:+.4f}); median steps {s:,.0f} vs the "
-        f"report's {report['steps']:,.0f}."
-    )
+    rep_t = report["test_accuracy"]
+    median_ = "median " if _seeds(entry) > 1 else ""
+    text = (f"{median_}test accuracy {t:.4f} is {_compare(t, rep_t)} the report's {rep_t:.4f} ({t - rep_t:+.4f}); "
+            f"{median_}steps {s:,.0f} vs the report's {report['steps']:,.0f}.")
+    return text[0].upper() + text[1:]
 
 
 def weight_table(summary: dict[str, dict[str, Any]], dims: Sequence[int]) -> str:
-    """Per-layer weight std of Section 4 (plain) and Section 6 (L2)."""
+    """Per-layer weight std of Section 4 (plain) and Section 6 (L2): median (mean ± std), the value for one seed."""
     rows = ["| layer | shape | std, plain (Section 4) | std, L2 (Section 6) | ratio L2 / plain |",
             "|---|---|---|---|---|"]
+
+    def cell(e: dict[str, Any]) -> str:
+        return f"{e['median']:.4f}" + (f" (mean {_spread(e, '{:.4f}')})" if _n(e) > 1 else "")
+
     for l, (p, q) in enumerate(zip(summary["4"]["weight_std"], summary["6"]["weight_std"], strict=True), start=1):
-        rows.append(
-            f"| W{l} | {dims[l]} × {dims[l - 1]} | {p['median']:.4f} (mean {p['mean']:.4f} ± {p['std']:.4f}) | "
-            f"{q['median']:.4f} (mean {q['mean']:.4f} ± {q['std']:.4f}) | {q['median'] / p['median']:.2f} |"
-        )
+        rows.append(f"| W{l} | {dims[l]} × {dims[l - 1]} | {cell(p)} | {cell(q)} | {q['median'] / p['median']:.2f} |")
     return "\n".join(rows)
 
 
 def ablation_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of the ablation."""
-    out = ["| variant | test accuracy: median | mean ± std | validation accuracy: median | steps: median | "
-           "steps: mean ± std | best validation cost: median |", "|---|---|---|---|---|---|---|"]
+    """Markdown table of the ablation (medians with mean ± std, or the values alone for one seed)."""
+    one = max((_n(r["test"]) for r in rows), default=0) <= 1
+    if one:
+        out = ["| variant | test accuracy | validation accuracy | steps | best validation cost |",
+               "|---|---|---|---|---|"]
+    else:
+        out = ["| variant | test accuracy: median | mean ± std | validation accuracy: median | steps: median | "
+               "steps: mean ± std | best validation cost: median |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        steps = "same run as (c)" if r["variant"] == "d" else f"{r['steps']['median']:,.0f}"
-        steps_ms = "—" if r["variant"] == "d" else _cell(r["steps"], "{:,.0f}")[0]
+        d = r["variant"] == "d"
+        steps = "same run as (c)" if d else f"{r['steps']['median']:,.0f}"
         bvc = "—" if r["best_val_cost"] is None else f"{r['best_val_cost']['median']:.4f}"
-        out.append(f"| {r['label']} | {r['test']['median']:.4f} | {_cell(r['test'], '{:.4f}')[0]} | "
+        if one:
+            out.append(f"| {r['label']} | {r['test']['median']:.4f} | {r['val']['median']:.4f} | {steps} | {bvc} |")
+            continue
+        steps_ms = "—" if d else _spread(r["steps"], "{:,.0f}")
+        out.append(f"| {r['label']} | {r['test']['median']:.4f} | {_spread(r['test'], '{:.4f}')} | "
                    f"{r['val']['median']:.4f} | {steps} | {steps_ms} | {bvc} |")
     return "\n".join(out)
 
@@ -94,6 +123,8 @@ def ablation_prose(
     A variant whose test accuracy spans more than ``spread_note`` across seeds gets a note on its worst seed.
     """
     by = {r["variant"]: r for r in rows}
+    several = any(_n(r["test"]) > 1 for r in rows)
+    med, these = ("median ", "these seeds") if several else ("", "this seed")
     acc = {v: r["test"]["median"] for v, r in by.items()}
     steps = {v: r["steps"]["median"] for v, r in by.items() if v != "d"}
     plain = median(summary, "4", "test_accuracy")
@@ -101,19 +132,19 @@ def ablation_prose(
     rep_bn, rep_plain = REPORT_RESULTS["5"]["test_accuracy"], REPORT_RESULTS["4"]["test_accuracy"]
     lines: list[str] = []
     if "a" in acc:
-        s = f"Ours (a) reaches a median test accuracy of {acc['a']:.4f} in {steps['a']:,.0f} steps"
+        s = f"Ours (a) reaches a {med}test accuracy of {acc['a']:.4f} in {steps['a']:,.0f} steps"
         if plain is not None:
             s += (f", {_compare(acc['a'], plain)} our plain network's {plain:.4f} "
                   f"({acc['a'] - plain:+.4f}), in {'fewer' if steps['a'] < plain_steps else 'not fewer'} steps "
                   f"than its {plain_steps:,.0f}")
         lines.append(s + ".")
     if "a" in acc and "b" in acc:
-        lines.append(f"Removing the learnable scale/shift (a → b) changes the median test accuracy by "
-                     f"{acc['b'] - acc['a']:+.4f} (to {acc['b']:.4f}) and the median steps from "
+        lines.append(f"Removing the learnable scale/shift (a → b) changes the {med}test accuracy by "
+                     f"{acc['b'] - acc['a']:+.4f} (to {acc['b']:.4f}) and the {med}steps from "
                      f"{steps['a']:,.0f} to {steps['b']:,.0f}.")
     if "b" in acc and "c" in acc:
         lines.append(f"Also removing the backward pass through the normalisation (b → c) changes it by "
-                     f"{acc['c'] - acc['b']:+.4f} (to {acc['c']:.4f}), median steps {steps['b']:,.0f} → "
+                     f"{acc['c'] - acc['b']:+.4f} (to {acc['c']:.4f}), {med}steps {steps['b']:,.0f} → "
                      f"{steps['c']:,.0f}.")
     if "c" in acc and "d" in acc:
         lines.append(f"Evaluating (c) with the statistics of the whole evaluated set instead of running averages "
@@ -123,7 +154,7 @@ def ablation_prose(
         parts = {"scale/shift (a → b)": acc.get("b", acc["a"]) - acc["a"],
                  "backward through the statistics (b → c)": acc["c"] - acc.get("b", acc["a"])}
         biggest = min(parts, key=lambda k: parts[k])
-        lines.append(f"In total (a → c) the two missing pieces change the median test accuracy by {total:+.4f}; "
+        lines.append(f"In total (a → c) the two missing pieces change the {med}test accuracy by {total:+.4f}; "
                      f"the larger {'drop' if parts[biggest] < 0 else 'change'} comes from removing the "
                      f"{biggest} ({parts[biggest]:+.4f}).")
     if plain is not None and "c" in acc:
@@ -131,7 +162,7 @@ def ablation_prose(
         gap_ours = acc[worst] - plain
         gap_report = REPORT_RESULTS["5"]["test_accuracy"] - rep_plain
         if gap_ours < 0 and "a" in acc and acc["a"] >= plain:
-            verdict = ("so on these seeds the report's likely implementation is worse than the plain network while "
+            verdict = (f"so on {these} the report's likely implementation is worse than the plain network while "
                        "the correct batch norm is not: this is consistent with the explanation that the report's "
                        "batch norm lacked these pieces")
         elif gap_ours < 0:
@@ -139,14 +170,15 @@ def ablation_prose(
                        "explain the report's result only in part")
         else:
             verdict = ("so the missing pieces alone do not reproduce the report's drop below its plain network on "
-                       "these seeds")
+                       f"{these}")
         lines.append(f"The report's batch-norm run was {gap_report:+.4f} against its plain network ({rep_bn:.4f} vs "
                      f"{rep_plain:.4f}); our variant ({worst}) is {gap_ours:+.4f} against our plain network, "
                      f"{verdict}.")
         if "c" in steps and plain_steps is not None:
             more = steps["c"] > plain_steps
-            lines.append(f"Steps: (c) needs a median of {steps['c']:,.0f} steps vs {plain_steps:,.0f} for the plain "
-                         f"network ({'more' if more else 'fewer or as many'}); the report needed "
+            lines.append(f"Steps: (c) needs {'a median of ' if several else ''}{steps['c']:,.0f} steps vs "
+                         f"{plain_steps:,.0f} for the plain network ({'more' if more else 'fewer or as many'}); "
+                         "the report needed "
                          f"{REPORT_RESULTS['5']['steps']:,.0f} vs {REPORT_RESULTS['4']['steps']:,.0f}, so "
                          + ("the missing pieces are also consistent with the report's longer batch-norm training."
                             if more else "the missing pieces do not explain the report's longer batch-norm "
@@ -193,7 +225,8 @@ def render_report(results: dict[str, Any]) -> str:
            f"- Software: backend_mlp {machine['backend_mlp']}, Python {machine['python']}, NumPy "
            f"{machine['numpy']}" + (f", BLAS {blas}" if blas else "") + f"; backend `{machine['backend']}`, dtype "
            f"`{settings['dtype']}`, BLAS limited to {settings.get('threads')} thread(s) (`--threads`)",
-           f"- Protocol: {n_seeds} seed{'s' if n_seeds != 1 else ''} (0..{n_seeds - 1}); each seed draws the 80/20 "
+           f"- Protocol: {'one seed (0)' if n_seeds == 1 else f'{n_seeds} seeds (0..{n_seeds - 1})'}; each seed "
+           "draws the 80/20 "
            "train/validation split "
            "and the initialisation/shuffling; [784, 20, 7, 5, 10] ReLU/softmax, SGD lr 0.009, batch 256, cost "
            "recorded and validation checked every 100 steps, early stopping when the validation cost improves by "
@@ -201,7 +234,9 @@ def render_report(results: dict[str, Any]) -> str:
            "- Every number below is measured; per-run values are in `results.json`.", ""]
 
     md += ["## Results per section", "",
-           "Mean ± sample standard deviation over seeds, the median, and the range. \\* report epochs derived as "
+           ("One seed: each value is that run's (no spread to show). " if n_seeds == 1 else
+            "Mean ± sample standard deviation over seeds, the median, and the range. ")
+           + "\\* report epochs derived as "
            "steps × 256 / 48,000. Final training cost: cross-entropy of the whole training set with the returned "
            "parameters (without the L2 term). Wall time: training + validation checks of one run.", ""]
     for s in sections:
@@ -214,7 +249,8 @@ def render_report(results: dict[str, Any]) -> str:
     if "4" in summary and "6" in summary:
         dims = results["runs"][0]["hyperparameters"]["layer_dims"]
         md += ["## Section 6: weights with and without L2", "",
-               "Standard deviation of each layer's weights after training: median over seeds (mean ± std).", "",
+               "Standard deviation of each layer's weights after training: "
+               + ("one seed." if n_seeds == 1 else "median over seeds (mean ± std)."), "",
                weight_table(summary, dims), ""]
         ratios = [q["median"] / p["median"] for p, q in zip(summary["4"]["weight_std"],
                                                            summary["6"]["weight_std"], strict=True)]

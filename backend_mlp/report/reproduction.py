@@ -1,7 +1,10 @@
 """One reproduction: every run of :mod:`.protocol` over the seeds, then results.json, the figures and REPORT.md.
 
 ``results.json`` is rewritten after every seed, so an interrupted reproduction
-keeps the runs it finished (``"complete": false``).
+keeps the runs it finished (``"complete": false``).  Without an output folder a
+reproduction writes into a new ``runs/reproduce-<YYYYmmdd-HHMMSS>`` (relative to
+the working directory; ``-2``, ``-3``, ... appended when taken), never into an
+existing folder such as the committed ``docs/report``.
 """
 
 from __future__ import annotations
@@ -30,18 +33,38 @@ from .statistics import acceptance_checks, summarize_runs
 #: Called after each finished run with ``(runs done, runs in all, the run's record)``.
 Progress = Callable[[int, int, dict[str, Any]], None]
 
+#: Parent folder of the default output folders, relative to the working directory.
+RUNS_DIR = Path("runs")
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def default_out(root: str | os.PathLike[str] = RUNS_DIR) -> Path:
+    """``<root>/reproduce-<YYYYmmdd-HHMMSS>``, or with ``-2``, ``-3``, ... when that path exists (not created)."""
+    base = Path(root) / f"reproduce-{_timestamp()}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
 
 class Reproduction:
     """The settings of one reproduction, checked; :meth:`run` trains and writes the outputs into ``out``.
 
-    Raises :class:`~backend_mlp.errors.InputValidationError` or
+    ``out=None``: a new folder :func:`default_out` under ``runs/``, created by
+    :meth:`make_out` (or :meth:`run`) with a further suffix if another process
+    took the name meanwhile: never an existing folder.  An explicit ``out`` may
+    exist; its outputs are replaced.  Raises :class:`~backend_mlp.errors.InputValidationError` or
     :class:`~backend_mlp.errors.BackendUnavailableError` for bad settings,
     before anything is created or trained.
     """
 
     def __init__(
         self,
-        out: str | os.PathLike[str],
+        out: str | os.PathLike[str] | None = None,
         *,
         device: str = "cpu",
         seeds: int = 5,
@@ -62,7 +85,8 @@ class Reproduction:
         if not sections or unknown:
             raise InputValidationError(f"sections: received {list(sections)!r}; expected a non-empty subset of "
                                        f"{', '.join(SECTIONS)}")
-        self.out = Path(out)
+        self.fresh = out is None
+        self.out = default_out() if out is None else Path(out)
         self.device = device
         self.backend = resolve_backend(device)
         self.dtype = resolve_dtype_name(dtype)
@@ -81,6 +105,24 @@ class Reproduction:
         """Training runs in all: seeds × runs per seed."""
         return self.seeds * len(self.specs)
 
+    def make_out(self) -> Path:
+        """Create the output folder (a fresh one when ``out`` was None: ``self.out`` may gain a suffix); idempotent."""
+        try:
+            if not self.fresh:
+                self.out.mkdir(parents=True, exist_ok=True)
+                return self.out
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                try:
+                    self.out.mkdir()  # fails if another process created it since default_out chose it
+                    break
+                except FileExistsError:
+                    self.out = default_out(self.out.parent)
+        except OSError as err:
+            raise DataError(f"output folder {self.out}: cannot create it ({err.strerror or err})") from None
+        self.fresh = False  # created: from now on it is this reproduction's own folder
+        return self.out
+
     def run(self, progress: Progress | None = None) -> dict[str, Any]:
         """Train every run (host BLAS limited to ``threads``), write the outputs and return results.json's contents."""
         from threadpoolctl import threadpool_limits
@@ -89,10 +131,7 @@ class Reproduction:
             return self._run(progress)
 
     def _run(self, progress: Progress | None) -> dict[str, Any]:
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise DataError(f"output folder {self.out}: cannot create it ({err.strerror or err})") from None
+        self.make_out()
         start = time.perf_counter()
         results: dict[str, Any] = {
             "complete": False,
