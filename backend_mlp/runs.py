@@ -1,14 +1,17 @@
 """A training run on disk: what to run, resuming it, and the files it leaves.
 
 :func:`plan_run` decides everything before any data is read: the
-configuration (a report section plus explicit overrides, or a checkpoint's,
-checked for compatibility), dtype, device, data folder and output folder.
-:class:`Run` then loads the data, restores the state of a checkpoint (refusing
+configuration (a report section plus explicit settings such as ``hidden`` or
+``optimizer``, or a checkpoint's, checked for compatibility), dtype, device,
+data set, data folder and output folder (named after what the run is, see
+:func:`run_name`).  :class:`Run` then loads the data and sizes the network's
+input and output layers from it, restores the state of a checkpoint (refusing
 one trained on other data), trains with ``checkpoint.npz`` kept up to date,
-and writes ``model.npz``, ``cost_curve.png`` and ``metrics.json``.  A Ctrl-C
-or a divergence still leaves a checkpoint (and, for a divergence, the best
-model) behind.  The command line (:mod:`backend_mlp.cli.train`) only parses
-options and reports.
+and writes ``model.npz``, ``cost_curve.png``, ``confusion_matrix.png``,
+``misclassified.png`` and ``metrics.json`` (the data's source with checksums,
+every hyperparameter, test accuracy per class name).  A Ctrl-C or a divergence
+still leaves a checkpoint (and, for a divergence, the best model) behind.  The
+command line (:mod:`backend_mlp.cli.train`) only parses options and reports.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import numpy as np
 
 from .backends import Backend, resolve_backend, to_numpy
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
-from .data import MnistSplits, prepare_mnist
+from .data import DataSplits, get_dataset, prepare_splits
 from .errors import CheckpointError, TrainingDivergedError, UsageError
 from .experiment import SECTIONS, summarize
 from .files import write_json
-from .report.figures import plot_cost_curve
+from .network import predict_proba
+from .report.figures import plot_confusion_matrix, plot_cost_curve, plot_misclassified
 from .training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingResult, TrainingState, train
+from .training.config import configure
 
 #: the report's split seed: the 80/20 train/validation split of every run
 SPLIT_SEED = 0
@@ -37,21 +42,48 @@ SPLIT_SEED = 0
 
 @dataclasses.dataclass
 class RunPlan:
-    """Everything decided before training starts."""
+    """Everything decided before training starts.
+
+    ``config``'s input and output sizes are provisional (MNIST's) until
+    :meth:`Run.prepare` reads the data; ``dataset`` is a named data set or
+    ``None`` (MNIST, or the IDX files of ``data_dir``).
+    """
 
     config: TrainingConfig
     dtype: str
-    section: str
+    section: str | None
     device_arg: str
     data_dir: str | None
     out: Path
     checkpoint: Checkpoint | None = None
     resume_path: str | None = None
+    dataset: str | None = None
 
 
-def default_out(section: str) -> Path:
-    """``runs/section<S>-<timestamp>``, with a suffix when that folder exists already."""
-    base = Path("runs") / f"section{section}-{time.strftime('%Y%m%d-%H%M%S')}"
+def dataset_label(dataset: str | None, data_dir: str | None) -> str:
+    """What the data is called in names: the data set's name, else the data folder's, else ``mnist``."""
+    if dataset is not None:
+        return get_dataset(dataset).name
+    return Path(data_dir).resolve().name if data_dir else "mnist"
+
+
+def run_name(data: str, config: TrainingConfig) -> str:
+    """A run's name from what it is: ``mnist-h20-7-5-sgd``, ``fashion-mnist-h256-128-adam-bn-l2_1``.
+
+    Data set, hidden sizes (``h0`` for softmax regression), optimizer, then
+    ``bn`` and ``l2_<lambda>`` when used.
+    """
+    parts = [data, "h" + ("-".join(map(str, config.hidden)) or "0"), config.optimizer.name]
+    if config.batchnorm is not None:
+        parts.append("bn")
+    if config.l2_lambda:
+        parts.append(f"l2_{config.l2_lambda:g}")
+    return "-".join(parts)
+
+
+def default_out(name: str) -> Path:
+    """``runs/<name>-<timestamp>``, with a suffix when that folder exists already."""
+    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 1
     while out.exists():
         k += 1
@@ -65,26 +97,34 @@ def plan_run(
     overrides: dict[str, Any] | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    dataset: str | None = None,
     data_dir: str | None = None,
     out: str | None = None,
     resume: str | None = None,
 ) -> RunPlan:
     """A new run of ``section`` (default 4) with ``overrides``, or the continuation of the checkpoint ``resume``.
 
-    Resuming takes the checkpoint's configuration, dtype, device and data
-    folder unless given; anything given must be compatible with it
+    ``overrides`` are :func:`~backend_mlp.training.config.configure`'s settings
+    (``hidden``, ``optimizer``, ``momentum``, ... and :class:`TrainingConfig` fields).
+    Resuming takes the checkpoint's configuration, dtype, device, data set and
+    data folder unless given; anything given must be compatible with it
     (:class:`UsageError` listing the differences).  ``max_steps`` may grow.
     """
     overrides = dict(overrides or {})
+    if dataset is not None:
+        dataset = get_dataset(dataset).name
     if resume is None:
-        section = section or "4"
-        config = dataclasses.replace(SECTIONS[section], **overrides)
+        base = SECTIONS[section or "4"]
+        config = configure(base, n_features=base.layer_dims[0], n_classes=base.layer_dims[-1], **overrides)
+        name = run_name(dataset_label(dataset, data_dir), config)
         return RunPlan(config, dtype or "float64", section, device or "cpu", data_dir,
-                       Path(out) if out else default_out(section))
+                       Path(out) if out else default_out(name), dataset=dataset)
     ckpt = load_checkpoint(resume, device="cpu")
-    config = dataclasses.replace(SECTIONS[section] if section else ckpt.config, **overrides)
+    saved = ckpt.config
+    base = dataclasses.replace(SECTIONS[section], layer_dims=saved.layer_dims) if section else saved
+    config = configure(base, n_features=saved.layer_dims[0], n_classes=saved.layer_dims[-1], **overrides)
     if "num_iterations" not in overrides:
-        config = dataclasses.replace(config, num_iterations=ckpt.config.num_iterations)
+        config = dataclasses.replace(config, num_iterations=saved.num_iterations)
     dtype = dtype or ckpt.dtype
     try:
         check_compatible(ckpt, config, dtype, ignore=("num_iterations",))
@@ -95,22 +135,31 @@ def plan_run(
             f"checkpoint {resume} is from a run that diverged; there is nothing to resume "
             "(start a new run, e.g. with a smaller --lr)"
         )
+    recorded_dataset = ckpt.extra.get("dataset")
+    if dataset is None and isinstance(recorded_dataset, str):
+        dataset = recorded_dataset
+    elif dataset is not None and isinstance(recorded_dataset, str) and dataset != recorded_dataset:
+        raise UsageError(
+            f"--dataset: received {dataset!r}; expected {recorded_dataset!r}, the data set checkpoint {resume} "
+            "was trained on"
+        )
     recorded = ckpt.extra.get("data_dir")
     if data_dir is None and isinstance(recorded, str) and Path(recorded).is_dir():
         data_dir = recorded
     return RunPlan(
         config,
         dtype,
-        section or str(ckpt.extra.get("section", "4")),
+        section or ckpt.extra.get("section"),
         device or str(ckpt.extra.get("device_arg", "cpu")),
         data_dir,
         Path(out) if out else Path(resume).resolve().parent,
         ckpt,
         resume,
+        dataset,
     )
 
 
-def labels_fingerprint(splits: MnistSplits) -> str:
+def labels_fingerprint(splits: DataSplits) -> str:
     """SHA-256 of the training split's labels: identifies the data and the split cheaply."""
     labels = np.argmax(to_numpy(splits.train.Y_rows), axis=1).astype(np.uint8)
     return hashlib.sha256(labels.tobytes()).hexdigest()
@@ -135,7 +184,7 @@ class Run:
         self.threads = threads
         self.checkpoint_every = checkpoint_every
         self.backend: Backend = resolve_backend(plan.device_arg)
-        self.splits: MnistSplits | None = None
+        self.splits: DataSplits | None = None
         self.state: TrainingState | None = None
         self.extra: dict[str, Any] = {}
 
@@ -147,10 +196,21 @@ class Run:
     def model_path(self) -> Path:
         return self.plan.out / "model.npz"
 
-    def prepare(self) -> MnistSplits:
-        """Load and split MNIST on the backend, restore the checkpoint's state, create the output folder."""
+    def prepare(self) -> DataSplits:
+        """Load and split the data on the backend, size the network from it, restore the checkpoint's state,
+        create the output folder."""
         plan = self.plan
-        splits = prepare_mnist(plan.data_dir, device=self.backend, dtype=plan.dtype, split_seed=SPLIT_SEED)
+        splits = prepare_splits(plan.dataset, plan.data_dir, device=self.backend, dtype=plan.dtype,
+                                split_seed=SPLIT_SEED)
+        sizes = (splits.train.n_features, splits.n_classes)
+        if plan.checkpoint is None:
+            plan.config = dataclasses.replace(plan.config, layer_dims=(sizes[0], *plan.config.hidden, sizes[1]))
+        elif (plan.config.layer_dims[0], plan.config.layer_dims[-1]) != sizes:
+            raise CheckpointError(
+                f"checkpoint {plan.checkpoint.path} has a network for {plan.config.layer_dims[0]} features and "
+                f"{plan.config.layer_dims[-1]} classes; the data found now has {sizes[0]} and {sizes[1]}; "
+                "pass --dataset/--data-dir with the data the run started on"
+            )
         fingerprint = labels_fingerprint(splits)
         self.state = self._resume_state(splits, fingerprint)
         try:
@@ -158,7 +218,11 @@ class Run:
         except OSError as exc:
             raise UsageError(f"--out {plan.out}: cannot create the folder ({exc.strerror or exc})") from None
         self.extra = {
+            "name": run_name(dataset_label(plan.dataset, plan.data_dir), plan.config),
             "section": plan.section,
+            "dataset": plan.dataset,
+            "class_names": list(splits.class_names),
+            "image_shape": list(splits.image_shape),
             "split_seed": SPLIT_SEED,
             "device": self.backend.name,
             "device_arg": plan.device_arg,
@@ -169,7 +233,7 @@ class Run:
         self.splits = splits
         return splits
 
-    def _resume_state(self, splits: MnistSplits, fingerprint: str) -> TrainingState | None:
+    def _resume_state(self, splits: DataSplits, fingerprint: str) -> TrainingState | None:
         ckpt = self.plan.checkpoint
         if ckpt is None:
             return None
@@ -178,7 +242,7 @@ class Run:
         if n != splits.train.n_samples or (saved is not None and saved != fingerprint):
             raise CheckpointError(
                 f"checkpoint {ckpt.path} was trained on different data ({n} training samples, labels "
-                f"SHA-256 {str(saved)[:12]}...) than the MNIST files found now ({splits.train.n_samples}, "
+                f"SHA-256 {str(saved)[:12]}...) than the files found now ({splits.train.n_samples}, "
                 f"{fingerprint[:12]}...); pass --data-dir with the files the run started on"
             )
         state = move_state(ckpt.state, splits.backend)
@@ -217,29 +281,46 @@ class Run:
         return RunOutcome("done", result.state, *self._write_outputs(result, train_seconds))
 
     def _write_outputs(self, result: TrainingResult, train_seconds: float) -> tuple[dict[str, Path], dict[str, Any]]:
-        plan, config = self.plan, self.plan.config
-        assert self.splits is not None
+        plan, config, splits = self.plan, self.plan.config, self.splits
+        assert splits is not None
+        out, name = plan.out, self.extra["name"]
         save_checkpoint(self.checkpoint_path, config, result.state, extra=self.extra)
         save_model(self.model_path, config, result.parameters, result.bn_state, extra=self.extra, state=result.state)
         val_costs = result.state.val_costs
-        curve_path = plot_cost_curve(
-            plan.out / "cost_curve.png",
-            result.recorded_steps,
-            result.costs,
-            [c for _, c in val_costs],
-            title=f"Section {plan.section}: cost during training",
-            val_steps=[s for s, _ in val_costs],
-        )
         files = {
-            "metrics": plan.out / "metrics.json",
-            "cost_curve": curve_path,
+            "metrics": out / "metrics.json",
+            "cost_curve": plot_cost_curve(
+                out / "cost_curve.png", result.recorded_steps, result.costs, [c for _, c in val_costs],
+                title=f"{name}: cost during training", val_steps=[s for s, _ in val_costs],
+                l2_lambda=config.l2_lambda,
+            ),
             "model": self.model_path,
             "checkpoint": self.checkpoint_path,
         }
-        metrics = summarize(result, self.splits, train_seconds)
+        proba = probabilities_on_test_set(result, splits)
+        y_pred, y_true = np.argmax(proba, axis=1), np.argmax(to_numpy(splits.test.Y_rows), axis=1)
+        names = splits.class_names
+        files["confusion_matrix"] = plot_confusion_matrix(
+            out / "confusion_matrix.png", y_true, y_pred, names, title=f"{name}: test set"
+        )
+        files["misclassified"] = plot_misclassified(
+            out / "misclassified.png", to_numpy(splits.test.X_rows), y_true, y_pred, names, splits.image_shape,
+            probabilities=proba,
+        )
+        metrics = summarize(result, splits, train_seconds)
+        per_class = {names[k]: float(np.mean(y_pred[y_true == k] == k)) if np.any(y_true == k) else None
+                     for k in range(len(names))}
         metrics.update(
             {
+                "name": name,
                 "section": plan.section,
+                "dataset": {
+                    "name": splits.source.get("dataset", splits.spec.name),  # "idx folder" for unknown files
+                    "class_names": list(names),
+                    "image_shape": list(splits.image_shape),
+                    "source": dict(splits.source),
+                },
+                "test_accuracy_per_class": per_class,
                 "total_train_seconds": result.state.elapsed_seconds,
                 "resumed_from": str(plan.resume_path) if plan.resume_path else None,
                 "data_dir": self.extra["data_dir"],
@@ -255,3 +336,15 @@ class Run:
         path = outcome.files["metrics"]
         write_json(path, outcome.metrics)
         return path
+
+
+def probabilities_on_test_set(result: TrainingResult, splits: DataSplits, chunk: int = 65_536) -> np.ndarray:
+    """Host class probabilities ``(m, n_classes)`` of the test set with the result's parameters (inference mode)."""
+    X = splits.test.X
+    m = int(X.shape[1])
+    parts = [
+        to_numpy(predict_proba(X[:, i:min(i + chunk, m)], result.parameters, result.config.batchnorm or False,
+                               result.bn_state or None)).T
+        for i in range(0, m, chunk)  # in-bounds slice stops (array API)
+    ]
+    return np.concatenate(parts, axis=0)

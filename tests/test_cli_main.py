@@ -7,7 +7,6 @@ entry point named in pyproject.toml, ``scripts/predict.py``); the rest call
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import subprocess
@@ -113,17 +112,11 @@ def test_each_command_gets_the_rest_of_the_line_and_its_name(monkeypatch, name):
     assert calls == [(["--device", "cpu", "x y"], f"backend-mlp {name}")]
 
 
-def _prog_missing(name: str) -> bool:
-    return "prog" not in inspect.signature(MODULES[name].main).parameters
-
-
 @pytest.mark.parametrize(
     ("name", "argv", "needle"),
     [
-        pytest.param("train", ["--lr", "-1"], "--lr", marks=pytest.mark.xfail(
-            _prog_missing("train"), reason="cli/train.py main() has no prog parameter yet", strict=True)),
-        pytest.param("reproduce", ["--seeds", "0"], "--seeds", marks=pytest.mark.xfail(
-            _prog_missing("reproduce"), reason="cli/reproduce.py main() has no prog parameter yet", strict=True)),
+        ("train", ["--lr", "-1"], "--lr"),
+        ("reproduce", ["--seeds", "0"], "--seeds"),
         ("bench", ["--parts", "nope"], "--parts"),
         ("predict", ["only-one"], "INPUT"),
     ],

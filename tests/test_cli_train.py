@@ -39,7 +39,7 @@ SCRIPT = REPO / "scripts" / "train_mnist.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HYPERPARAMETERS = {
     "layer_dims", "learning_rate", "num_iterations", "batch_size", "l2_lambda", "batchnorm", "seed",
-    "record_every", "early_stopping", "min_improvement", "optimizer",
+    "record_every", "early_stopping", "min_improvement", "optimizer", "patience",
 }
 
 
@@ -79,13 +79,17 @@ def test_short_run_writes_everything(
     # plain progress lines when stdout is not a terminal
     assert "step 100  epoch " in stdout and "  train " in stdout and "  val " in stdout
     assert "accuracy: train" in stdout and str(out / "model.npz") in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "cost_curve.png", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.npz", "confusion_matrix.png", "cost_curve.png", "metrics.json", "misclassified.png", "model.npz"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 300 and metrics["stopped_reason"] == "num_iterations"
     assert metrics["n_train"] == 1600 and metrics["n_val"] == 400 and metrics["n_test"] == 500
     assert metrics["hyperparameters"]["learning_rate"] == 0.05 and metrics["library_version"]
     assert "--max-steps 300" in metrics["command"] and metrics["wall_seconds"] >= metrics["train_seconds"]
-    assert (out / "cost_curve.png").read_bytes().startswith(PNG_MAGIC)
+    for figure in ("cost_curve.png", "confusion_matrix.png", "misclassified.png"):
+        assert (out / figure).read_bytes().startswith(PNG_MAGIC)
+    assert metrics["dataset"]["class_names"] == [str(k) for k in range(10)]
+    assert sorted(metrics["test_accuracy_per_class"]) == [str(k) for k in range(10)]
     model = load_model(out / "model.npz")
     assert model.kind == "model" and model.config.learning_rate == 0.05 and model.extra["split_seed"] == 0
     ckpt = load_checkpoint(out / "checkpoint.npz")
@@ -283,7 +287,10 @@ def test_short_real_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert metrics["steps"] == 300 and metrics["n_train"] == 48000 and metrics["n_test"] == 10000
     assert metrics["device"] == "numpy" and metrics["dtype"] == "float64" and metrics["seed"] == 0
     assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]
-    assert (out / "cost_curve.png").read_bytes().startswith(PNG_MAGIC)
+    for figure in ("cost_curve.png", "confusion_matrix.png", "misclassified.png"):
+        assert (out / figure).read_bytes().startswith(PNG_MAGIC)
+    assert metrics["dataset"]["class_names"] == [str(k) for k in range(10)]
+    assert sorted(metrics["test_accuracy_per_class"]) == [str(k) for k in range(10)]
     assert load_model(out / "model.npz").config.batchnorm is not None
 
 

@@ -1,19 +1,22 @@
-"""``train_mnist``: train one of the report's MNIST experiments from the command line.
+"""``backend-mlp train``: train one network on MNIST, a named data set or any IDX folder.
 
 Parses options, shows progress, turns Ctrl-C into a stop at the next record
 step and reports; :mod:`backend_mlp.runs` plans and executes the run.
-Writes into ``--out``: ``checkpoint.npz`` (kept up to date at record steps),
-``model.npz`` (best parameters), ``cost_curve.png`` and ``metrics.json``.
-Ctrl-C stops at the next record step, saves the checkpoint and exits 130;
-``--resume FILE`` continues to the same result as an uninterrupted run.
-Exit status: 0 done, 1 error, 2 usage error, 130 interrupted.  Errors are
-one line on stderr (``--debug`` adds the traceback).
+Writes into ``--out`` (default ``runs/<what the run is>-<timestamp>``):
+``checkpoint.npz`` (kept up to date at record steps), ``model.npz`` (best
+parameters; loads into ``MLPClassifier.load`` and ``backend-mlp predict``),
+``cost_curve.png``, ``confusion_matrix.png``, ``misclassified.png`` and
+``metrics.json``.  Ctrl-C stops at the next record step, saves the checkpoint
+and exits 130; ``--resume FILE`` continues to the same result as an
+uninterrupted run.  Exit status: 0 done, 1 error, 2 usage error, 130
+interrupted.  Errors are one line on stderr (``--debug`` adds the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import shlex
 import signal
@@ -25,38 +28,90 @@ import numpy as np
 
 from .. import __version__
 from ..batchnorm import BatchNormConfig
-from ..data import DATA_ENV
+from ..data import DATA_ENV, DATASETS
 from ..experiment import SECTIONS
+from ..optimizers import OPTIMIZER_KEYWORDS, OPTIMIZERS
 from ..runs import Run, plan_run
 from ..training import ProgressEvent
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser, UsageError, run_command
+from .progress import Progress
 
 PROG = "train_mnist"
-SPLIT_SEED = 0
+
+#: the default of every training option, as the help shows it (the options themselves default to None,
+#: so explicit choices can be told apart from a section's preset or a checkpoint's settings)
+_REPORT = SECTIONS["4"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The options; every value defaults to ``None`` so explicit choices can be told apart."""
-    p = Parser(prog=PROG, description="Train the report's MNIST MLP (Sections 4-6).")
-    p.add_argument("--device", help="cpu (default), gpu, gpu:N, or any name resolve_backend accepts")
-    p.add_argument("--section", choices=sorted(SECTIONS), help="the report's preset (default 4)")
-    p.add_argument("--batchnorm", action="store_true", default=None, help="batch norm on hidden layers")
-    p.add_argument("--l2", type=float, metavar="LAMBDA", help="L2 regularisation strength")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int, help="initialisation and shuffling seed")
-    p.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
-    p.add_argument("--max-steps", type=int, help="number of SGD steps at most (num_iterations)")
-    p.add_argument("--record-every", type=int, help="steps between cost records / validation checks")
-    p.add_argument("--no-early-stopping", action="store_true", default=None)
-    p.add_argument("--data-dir", help=f"folder with the MNIST files (else ${DATA_ENV}, else download)")
-    p.add_argument("--out", help="output folder (default runs/section<S>-<timestamp>)")
-    p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help="save the checkpoint every N records (1)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="BLAS/OpenMP threads (default: capped for small matrices; backend_mlp.backends.blas_threads)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p = Parser(prog=prog, description="Train a multilayer perceptron (by default the report's Section 4 on MNIST).")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=sorted(DATASETS),
+                      help="a named data set, downloaded, verified and cached when not found locally "
+                           "(default: mnist; with --data-dir alone: the IDX files found there)")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="folder with the four IDX files (train/t10k images and labels, any image size, labels "
+                           f"0..K-1; default: ${DATA_ENV}, else the download cache)")
+    net = p.add_argument_group("network and training")
+    net.add_argument("--section", choices=sorted(SECTIONS),
+                     help="the report's preset: 4 plain, 5 batch norm, 6 L2 with lambda 1 (default: 4); "
+                          "other options override it")
+    net.add_argument("--hidden", type=_hidden, metavar="SIZES",
+                     help="hidden layer sizes, comma separated, 'none' for softmax regression (default: "
+                          f"{','.join(map(str, _REPORT.hidden))}); input and output sizes come from the data")
+    net.add_argument("--batchnorm", action="store_true", default=None,
+                     help="batch normalisation after each hidden activation (default: off)")
+    net.add_argument("--l2", type=float, metavar="LAMBDA",
+                     help=f"L2 strength: cost + lambda/(2m)*sum ||W||^2 (default: {_REPORT.l2_lambda:g})")
+    net.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                     help="update rule, as torch.optim defines it (default: sgd)")
+    net.add_argument("--momentum", type=float, help="momentum of --optimizer momentum|nesterov (default: 0.9)")
+    net.add_argument("--beta1", type=float, help="Adam's first-moment decay (default: 0.9)")
+    net.add_argument("--beta2", type=float, help="Adam's second-moment decay (default: 0.999)")
+    net.add_argument("--epsilon", type=float, help="Adam's epsilon (default: 1e-08)")
+    net.add_argument("--lr", type=float, help=f"learning rate (default: {_REPORT.learning_rate:g})")
+    net.add_argument("--batch-size", type=int, metavar="N", help=f"mini-batch size (default: {_REPORT.batch_size})")
+    net.add_argument("--seed", type=int, help=f"initialisation and shuffling seed (default: {_REPORT.seed})")
+    net.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: float64)")
+    net.add_argument("--max-steps", type=int, metavar="N",
+                     help=f"number of steps at most (default: {_REPORT.num_iterations})")
+    stop = p.add_argument_group("validation checks and early stopping")
+    stop.add_argument("--record-every", type=int, metavar="N",
+                      help=f"steps between cost records and validation checks; the last step is always checked "
+                           f"(default: {_REPORT.record_every})")
+    stop.add_argument("--patience", type=int, metavar="N",
+                      help="stop after N checks in a row not --min-improvement below the best earlier one "
+                           f"(default: {_REPORT.patience}, the report's rule)")
+    stop.add_argument("--min-improvement", type=float, metavar="X",
+                      help=f"improvement of the validation cost that counts (default: {_REPORT.min_improvement:g})")
+    stop.add_argument("--no-early-stopping", action="store_true", default=None,
+                      help="train all --max-steps steps; the best checked parameters are still kept (default: off)")
+    run = p.add_argument_group("run")
+    run.add_argument("--device", help="cpu, gpu, gpu:N, or any name resolve_backend accepts (default: cpu)")
+    run.add_argument("--out", metavar="DIR",
+                     help="output folder (default: runs/<data set>-h<hidden>-<optimizer>[-bn][-l2_<lambda>]-<time>)")
+    run.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz (default: a new run)")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="save the checkpoint every N records (default: 1)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="BLAS/OpenMP threads (default: capped for small matrices; backend_mlp.backends.blas_threads)")
+    run.add_argument("--quiet", action="store_true", help="no progress output (default: off)")
     return p
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(n <= 0 for n in sizes):
+        raise argparse.ArgumentTypeError(
+            f"received {text!r}; expected positive integers separated by commas, such as 256,128, or 'none'"
+        )
+    return sizes
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -67,17 +122,27 @@ def _check_options(args: argparse.Namespace) -> None:
         raise bad("--lr", args.lr, "a positive number such as 0.009")
     if args.l2 is not None and not (math.isfinite(args.l2) and args.l2 >= 0):
         raise bad("--l2", args.l2, "a number >= 0 (0 disables L2)")
-    for option in ("batch_size", "max_steps", "record_every", "checkpoint_every", "threads"):
+    if args.min_improvement is not None and not (math.isfinite(args.min_improvement) and args.min_improvement >= 0):
+        raise bad("--min-improvement", args.min_improvement, "a number >= 0")
+    for option in ("batch_size", "max_steps", "record_every", "patience", "checkpoint_every", "threads"):
         value = getattr(args, option)
         if value is not None and value <= 0:
             raise bad("--" + option.replace("_", "-"), value, "a positive integer")
     if args.seed is not None and args.seed < 0:
         raise bad("--seed", args.seed, "an integer >= 0")
+    if args.optimizer is not None:  # keywords of another rule (with --resume, the checkpoint's rule decides)
+        fields = {f.name for f in dataclasses.fields(OPTIMIZERS[args.optimizer])}
+        for key in OPTIMIZER_KEYWORDS:
+            value = getattr(args, key)
+            if value is not None and key not in fields:
+                owners = [n for n, c in OPTIMIZERS.items() if key in {f.name for f in dataclasses.fields(c)}]
+                raise bad(f"--{key}", value, f"it only with --optimizer {' or '.join(owners)}")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields the user set explicitly."""
+    """The settings the user gave explicitly (see backend_mlp.training.config.configure)."""
     pairs = {
+        "hidden": args.hidden,
         "batchnorm": BatchNormConfig() if args.batchnorm else None,
         "l2_lambda": args.l2,
         "learning_rate": args.lr,
@@ -85,7 +150,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "num_iterations": args.max_steps,
         "record_every": args.record_every,
+        "patience": args.patience,
+        "min_improvement": args.min_improvement,
         "early_stopping": False if args.no_early_stopping else None,
+        "optimizer": args.optimizer,
+        **{key: getattr(args, key) for key in OPTIMIZER_KEYWORDS},
     }
     return {k: v for k, v in pairs.items() if v is not None}
 
@@ -126,42 +195,11 @@ class _DeferredSigint:
             raise KeyboardInterrupt
 
 
-class _Progress:
-    """A tqdm bar on a terminal, plain lines otherwise, nothing with ``--quiet``."""
-
-    def __init__(self, quiet: bool, total: int, initial: int) -> None:
-        self.bar = None
-        self.lines = not quiet
-        if not quiet and sys.stdout.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stdout)
-            self.lines = False
-
-    def __call__(self, e: ProgressEvent) -> None:
-        val = "-" if e.val_cost is None else f"{e.val_cost:.4f}"
-        if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"epoch {e.epoch:.2f}  train {e.train_cost:.4f}  val {val}  {e.elapsed_seconds:.1f}s", refresh=False
-            )
-            self.bar.update(e.step - self.bar.n)
-        elif self.lines:
-            print(
-                f"step {e.step}  epoch {e.epoch:.2f}  train {e.train_cost:.4f}  val {val}  "
-                f"{e.elapsed_seconds:.1f}s",
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --------------------------------------------------------------------------- the command
 
 
-def _run(argv: list[str], started: float) -> int:
-    args = build_parser().parse_args(argv)
+def _run(argv: list[str], started: float, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
     _check_options(args)
     with contextlib.ExitStack() as stack:
         if args.threads is not None:
@@ -170,26 +208,27 @@ def _run(argv: list[str], started: float) -> int:
             stack.enter_context(threadpool_limits(limits=args.threads))
         if not args.debug:  # divergence is reported once, without NumPy's overflow warnings
             stack.enter_context(np.errstate(all="ignore"))
-        return _train_command(args, argv, started)
+        return _train_command(args, argv, started, prog)
 
 
-def _train_command(args: argparse.Namespace, argv: list[str], started: float) -> int:
+def _train_command(args: argparse.Namespace, argv: list[str], started: float, prog: str) -> int:
     plan = plan_run(
         section=args.section, overrides=_overrides(args), dtype=args.dtype, device=args.device,
-        data_dir=args.data_dir, out=args.out, resume=args.resume,
+        dataset=args.dataset, data_dir=args.data_dir, out=args.out, resume=args.resume,
     )
     run = Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1)
     splits = run.prepare()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(
-        f"section {plan.section} on {run.backend.name} ({plan.dtype}): {splits.train.n_samples} train / "
-        f"{splits.val.n_samples} val / {splits.test.n_samples} test; output in {plan.out}"
+        f"{run.extra['name']} {list(plan.config.layer_dims)} on {run.backend.name} ({plan.dtype}): "
+        f"{splits.train.n_samples} train / {splits.val.n_samples} val / {splits.test.n_samples} test; "
+        f"output in {plan.out}"
     )
     if run.state is not None:
         say(f"resuming from {args.resume} at step {run.state.step} "
             f"(epoch {run.state.epochs(splits.train.n_samples):.2f})")
     sigint = _DeferredSigint()
-    progress = _Progress(args.quiet, plan.config.num_iterations, run.state.step if run.state else 0)
+    progress = Progress(args.quiet, plan.config.num_iterations, run.state.step if run.state else 0)
 
     def on_record(event: ProgressEvent) -> None:
         progress(event)
@@ -202,20 +241,20 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float) ->
         progress.close()
     if outcome.status == "interrupted":
         print(
-            f"{PROG}: interrupted at step {outcome.state.step}; checkpoint saved to {run.checkpoint_path}; "
-            f"resume with: {_invocation()} --resume {shlex.quote(str(run.checkpoint_path))}",
+            f"{prog}: interrupted at step {outcome.state.step}; checkpoint saved to {run.checkpoint_path}; "
+            f"resume with: {_invocation(prog)} --resume {shlex.quote(str(run.checkpoint_path))}",
             file=sys.stderr,
             flush=True,
         )
         return EXIT_INTERRUPTED
     if outcome.status == "diverged":
-        print(f"{PROG}: error: {outcome.error}; saved {run.model_path} and {run.checkpoint_path}",
+        print(f"{prog}: error: {outcome.error}; saved {run.model_path} and {run.checkpoint_path}",
               file=sys.stderr, flush=True)
         return EXIT_ERROR
     metrics_path = run.write_metrics(
         outcome,
         wall_seconds=time.perf_counter() - started,
-        command=shlex.join([PROG, *argv]),
+        command=shlex.join([prog, *argv]),
         library_version=__version__,
     )
     m, files = outcome.metrics, outcome.files
@@ -224,24 +263,24 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float) ->
         f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s\n"
         f"accuracy: train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  "
         f"test {m['test_accuracy']:.4f}\n"
-        f"wrote {metrics_path}, {files['cost_curve']}, {files['model']}, {files['checkpoint']}"
+        f"wrote {metrics_path}, {', '.join(str(files[k]) for k in files if k != 'metrics')}"
     )
     return EXIT_OK
 
 
-def _invocation() -> str:
+def _invocation(prog: str) -> str:
     """How this command was started, for the resume hint."""
     argv0 = sys.argv[0] if sys.argv else ""
     if argv0.endswith(".py"):
         return f"python {shlex.quote(argv0)}"
-    return "backend-mlp-train"
+    return prog if prog.startswith("backend-mlp") else "backend-mlp train"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command; returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     started = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command(PROG, lambda: _run(argv, started), argv)
+    return run_command(prog, lambda: _run(argv, started, prog), argv)
 
 
 if __name__ == "__main__":
