@@ -48,6 +48,7 @@ _PARAM_NAMES = (
     "batchnorm",
     "l2",
     "learning_rate",
+    "lr_decay",
     "batch_size",
     "max_steps",
     "early_stopping",
@@ -83,6 +84,8 @@ class MLPClassifier:
         L2 penalty ``lambda`` on the weights.
     learning_rate, batch_size, max_steps : step size, mini-batch size, maximum number of steps.
         ``batch_size`` larger than the training set is an :class:`InputValidationError`.
+    lr_decay : float in (0, 1]
+        The learning rate is multiplied by it after every epoch (1: constant).
     early_stopping : bool
         Hold out ``validation_fraction`` of the data (seeded shuffle) and check the
         validation cost every ``record_every`` steps and at the last one; stop after
@@ -116,6 +119,7 @@ class MLPClassifier:
         batchnorm: bool | BatchNormConfig = False,
         l2: float = 0.0,
         learning_rate: float = 0.009,
+        lr_decay: float = 1.0,
         batch_size: int = 256,
         max_steps: int = 100_000,
         early_stopping: bool = True,
@@ -137,6 +141,7 @@ class MLPClassifier:
         self.batchnorm = batchnorm
         self.l2 = l2
         self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
         self.batch_size = batch_size
         self.max_steps = max_steps
         self.early_stopping = early_stopping
@@ -229,6 +234,7 @@ class MLPClassifier:
         config = TrainingConfig(
             layer_dims=dims,
             learning_rate=self.learning_rate,
+            lr_decay=self.lr_decay,
             num_iterations=self.max_steps,
             batch_size=batch_size,
             l2_lambda=self.l2,

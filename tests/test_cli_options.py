@@ -23,6 +23,7 @@ from synthetic_mnist import write_synthetic_mnist
 
 import backend_mlp.data.sources as sources
 import backend_mlp.runs as runs
+import backend_mlp.training.loop as loop
 from backend_mlp.checkpoint import load_checkpoint, load_model
 from backend_mlp.cli.train import build_parser, main
 from backend_mlp.data import DATASETS, read_idx
@@ -108,6 +109,19 @@ def _check_adam_keywords(option: str, field: str) -> Callable[[Callable[..., Out
 def _check_lr(run: Callable[..., Outcome]) -> None:
     o = run(["--lr", "0.01"], base=[b for b in BASE if b not in ("--lr", "0.05")])
     assert o.config.learning_rate == 0.01 and o.metrics["hyperparameters"]["learning_rate"] == 0.01
+
+
+def _check_lr_decay(run: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch) -> None:
+    rates: list[float] = []
+    real = loop._train_step
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rates.append(args[8])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_step", spy)
+    o = run(["--lr-decay", "0.5"])  # 480 samples in batches of 50: epochs of 10 steps
+    assert o.config.lr_decay == 0.5 and rates == [0.05] * 10 + [0.025] * 10
 
 
 def _check_batch_size(run: Callable[..., Outcome]) -> None:
@@ -257,6 +271,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "--beta2": _check_adam_keywords("--beta2", "beta2"),
     "--epsilon": _check_adam_keywords("--epsilon", "epsilon"),
     "--lr": _check_lr,
+    "--lr-decay": _check_lr_decay,
     "--batch-size": _check_batch_size,
     "--seed": _check_seed,
     "--dtype": _check_dtype,

@@ -39,7 +39,7 @@ SCRIPT = REPO / "scripts" / "train_mnist.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HYPERPARAMETERS = {
     "layer_dims", "learning_rate", "num_iterations", "batch_size", "l2_lambda", "batchnorm", "seed",
-    "record_every", "early_stopping", "min_improvement", "optimizer", "patience",
+    "record_every", "early_stopping", "min_improvement", "optimizer", "patience", "lr_decay",
 }
 
 

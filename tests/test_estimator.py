@@ -314,7 +314,8 @@ def test_get_params_and_set_params():
     params = clf.get_params()
     assert params["hidden_layer_sizes"] == (10,) and params["l2"] == 0.1 and params["device"] == "array_api_strict"
     assert set(params) == {
-        "hidden_layer_sizes", "device", "dtype", "batchnorm", "l2", "learning_rate", "batch_size", "max_steps",
+        "hidden_layer_sizes", "device", "dtype", "batchnorm", "l2", "learning_rate", "lr_decay", "batch_size",
+            "max_steps",
         "early_stopping", "validation_fraction", "min_improvement", "patience", "record_every", "optimizer",
         "momentum", "beta1", "beta2", "epsilon", "random_state", "verbose",
     }  # fmt: skip

@@ -161,8 +161,8 @@ def _blobs(backend: Any) -> Dataset:
 def test_resume_with_each_optimizer_is_bit_identical(tmp_path: Path, backend: Any, rule: str) -> None:
     data = _blobs(backend)
     config = TrainingConfig(layer_dims=(5, 6, 3), learning_rate=0.01, num_iterations=40, batch_size=16,
-                            record_every=5, early_stopping=False, optimizer=RULES[rule][0])
-    full = train(data, config)
+                            record_every=5, early_stopping=False, optimizer=RULES[rule][0], lr_decay=0.7)
+    full = train(data, config)  # 10 steps per epoch: the cut at step 25 falls inside the third epoch
 
     def stop(state):
         if state.step == 25:

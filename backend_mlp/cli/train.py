@@ -71,6 +71,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     net.add_argument("--beta2", type=float, help="Adam's second-moment decay (default: 0.999)")
     net.add_argument("--epsilon", type=float, help="Adam's epsilon (default: 1e-08)")
     net.add_argument("--lr", type=float, help=f"learning rate (default: {_REPORT.learning_rate:g})")
+    net.add_argument("--lr-decay", type=float, metavar="F",
+                     help="multiply the learning rate by F after every epoch, 0 < F <= 1 "
+                          f"(default: {_REPORT.lr_decay:g}, constant)")
     net.add_argument("--batch-size", type=int, metavar="N", help=f"mini-batch size (default: {_REPORT.batch_size})")
     net.add_argument("--seed", type=int, help=f"initialisation and shuffling seed (default: {_REPORT.seed})")
     net.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: float64)")
@@ -122,6 +125,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise bad("--lr", args.lr, "a positive number such as 0.009")
     if args.l2 is not None and not (math.isfinite(args.l2) and args.l2 >= 0):
         raise bad("--l2", args.l2, "a number >= 0 (0 disables L2)")
+    if args.lr_decay is not None and not (math.isfinite(args.lr_decay) and 0 < args.lr_decay <= 1):
+        raise bad("--lr-decay", args.lr_decay, "a number in (0, 1] such as 0.8")
     if args.min_improvement is not None and not (math.isfinite(args.min_improvement) and args.min_improvement >= 0):
         raise bad("--min-improvement", args.min_improvement, "a number >= 0")
     for option in ("batch_size", "max_steps", "record_every", "patience", "checkpoint_every", "threads"):
@@ -146,6 +151,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "batchnorm": BatchNormConfig() if args.batchnorm else None,
         "l2_lambda": args.l2,
         "learning_rate": args.lr,
+        "lr_decay": args.lr_decay,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "num_iterations": args.max_steps,

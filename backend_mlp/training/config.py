@@ -21,7 +21,9 @@ class TrainingConfig:
     """Hyperparameters of one training run (the report's defaults).
 
     ``optimizer``: an :class:`~backend_mlp.optimizers.Optimizer`, its name, or
-    ``None`` for plain SGD; ``learning_rate`` is handed to it at every step.
+    ``None`` for plain SGD; ``learning_rate`` is handed to it at every step,
+    multiplied by ``lr_decay`` after every epoch (``learning_rate *
+    lr_decay ** epochs_completed``; 1 keeps it constant, as in the report).
     Early stopping: every ``record_every`` steps the validation cost is
     checked; a check that is not at least ``min_improvement`` below the best
     earlier one counts as stale, and ``patience`` stale checks in a row stop
@@ -40,6 +42,7 @@ class TrainingConfig:
     min_improvement: float = 1e-4
     optimizer: Optimizer = field(default_factory=SGD)
     patience: int = 1
+    lr_decay: float = 1.0
 
     def __post_init__(self) -> None:
         # validated and normalised to plain Python values (NumPy scalars accepted), so configs
@@ -57,9 +60,14 @@ class TrainingConfig:
             "early_stopping": V.check_bool("early_stopping", self.early_stopping),
             "optimizer": get_optimizer(self.optimizer),
             "patience": V.check_positive_int("patience", self.patience),
+            "lr_decay": _check_decay(self.lr_decay),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    def learning_rate_at(self, epochs_completed: int) -> float:
+        """The learning rate of the steps of epoch ``epochs_completed`` (0 for the first)."""
+        return self.learning_rate * self.lr_decay**epochs_completed if self.lr_decay != 1.0 else self.learning_rate
 
     @property
     def hidden(self) -> tuple[int, ...]:
@@ -162,3 +170,13 @@ def _hidden_sizes(hidden: Any) -> tuple[int, ...]:
             "or () for softmax regression"
         )
     return tuple(int(n) for n in sizes)
+
+
+def _check_decay(value: Any) -> float:
+    """A per-epoch learning-rate factor in ``(0, 1]``."""
+    if not V.is_real_number(value) or not (0.0 < value <= 1.0):
+        raise InputValidationError(
+            f"lr_decay: received {V.short_repr(value)}; expected a number in (0, 1] such as 0.8 (1 keeps the "
+            "learning rate constant)"
+        )
+    return float(value)

@@ -268,7 +268,8 @@ class _Loop:
             Xb = xp.take(X_rows, idx, axis=0).T
             Yb = xp.take(Y_rows, idx, axis=0).T
             before = st.parameters
-            out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops)
+            lr = cfg.learning_rate_at(st.epochs_completed)
+            out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops, lr)
             costs = None
             if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)

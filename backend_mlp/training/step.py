@@ -41,12 +41,15 @@ def train_step(
     Yb: Array,
     *,
     inplace: bool = False,
+    learning_rate: float | None = None,
 ) -> StepOutput:
     """One training step on the batch ``Xb`` (n_x, m) with one-hot ``Yb`` (n_classes, m); nothing is mutated.
 
     ``parameters``/``optimizer_state``/``bn_state`` are those of a
     :class:`~backend_mlp.training.TrainingState` (e.g. from
-    :func:`~backend_mlp.training.new_training_state`).  ``inplace=True`` lets
+    :func:`~backend_mlp.training.new_training_state`).  ``learning_rate``
+    defaults to ``config.learning_rate`` (:func:`~backend_mlp.training.train`
+    passes the decayed rate of the current epoch).  ``inplace=True`` lets
     the step update its own temporaries in place (backends with mutable arrays
     only).  Raises :class:`InputValidationError` or :class:`BackendMismatchError`
     for arguments that do not fit ``config`` or each other.
@@ -73,7 +76,8 @@ def train_step(
         raise InputValidationError(
             "inplace: received True for arrays of a library whose arrays are immutable; expected inplace=False"
         )
-    return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, INPLACE if inplace else PURE)
+    lr = config.learning_rate if learning_rate is None else V.check_positive_number("learning_rate", learning_rate)
+    return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, INPLACE if inplace else PURE, lr)
 
 
 def _train_step(
@@ -85,6 +89,7 @@ def _train_step(
     Xb: Array,
     Yb: Array,
     ops: Ops = PURE,
+    learning_rate: float | None = None,
 ) -> StepOutput:
     """Forward, backward and one optimizer update on the batch ``Xb`` (n_x, m), one-hot ``Yb`` (n_classes, m).
 
@@ -95,10 +100,9 @@ def _train_step(
     """
     L = len(config.layer_dims) - 1
     optimizer = config.optimizer
+    lr = config.learning_rate if learning_rate is None else learning_rate
     AL, caches, new_bn_state = _forward(xp, ops, Xb, parameters, L, config.batchnorm, True, bn_state)
-    scale = optimizer.gradient_scale(config.learning_rate)
+    scale = optimizer.gradient_scale(lr)
     scaled_grads = _backward(xp, ops, AL, Yb, caches, config.l2_lambda, scale)
-    new_parameters, new_optimizer_state = optimizer.update(
-        parameters, scaled_grads, optimizer_state, config.learning_rate, ops
-    )
+    new_parameters, new_optimizer_state = optimizer.update(parameters, scaled_grads, optimizer_state, lr, ops)
     return StepOutput(new_parameters, new_optimizer_state, new_bn_state or {}, AL)
