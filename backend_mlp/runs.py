@@ -8,8 +8,8 @@ data set, data folder and output folder (named after what the run is, see
 input and output layers from it, restores the state of a checkpoint (refusing
 one trained on other data), trains with ``checkpoint.npz`` kept up to date,
 and writes ``model.npz``, ``cost_curve.png``, ``confusion_matrix.png``,
-``misclassified.png`` and ``metrics.json`` (the data's source with checksums,
-every hyperparameter, test accuracy per class name).  A Ctrl-C or a divergence
+``misclassified.png``, ``metrics.json`` (the data's source with checksums,
+every hyperparameter, test accuracy per class name) and ``report.md``.  A Ctrl-C or a divergence
 still leaves a checkpoint (and, for a divergence, the best model) behind.  The
 command line (:mod:`backend_mlp.cli.train`) only parses options and reports.
 """
@@ -30,9 +30,10 @@ from .checkpoint import Checkpoint, check_compatible, load_checkpoint, move_stat
 from .data import DataSplits, get_dataset, prepare_splits
 from .errors import CheckpointError, TrainingDivergedError, UsageError
 from .experiment import SECTIONS, summarize
-from .files import write_json
+from .files import atomic_write_bytes, write_json
 from .network import predict_proba
 from .report.figures import plot_confusion_matrix, plot_cost_curve, plot_misclassified
+from .report.run_report import render_run_report
 from .training import ProgressEvent, TrainingConfig, TrainingInterrupted, TrainingResult, TrainingState, train
 from .training.config import configure
 
@@ -330,11 +331,14 @@ class Run:
         return files, metrics
 
     def write_metrics(self, outcome: RunOutcome, **more: Any) -> Path:
-        """Write ``metrics.json`` of a finished run, with ``more`` fields (command line, wall time, ...)."""
+        """Write ``metrics.json`` and ``report.md`` of a finished run, plus ``more`` fields (command, wall time)."""
         assert outcome.metrics is not None
         outcome.metrics.update(more)
         path = outcome.files["metrics"]
+        outcome.files["report"] = self.plan.out / "report.md"
+        outcome.metrics["files"]["report"] = str(outcome.files["report"])
         write_json(path, outcome.metrics)
+        atomic_write_bytes(outcome.files["report"], render_run_report(outcome.metrics).encode("utf-8"))
         return path
 
 

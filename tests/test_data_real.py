@@ -125,7 +125,10 @@ def test_source_records_the_published_checksums(mnist: ImageData, paths: dict[st
     assert source["dataset"] == "mnist" and source["folder"] == str(paths[MNIST_FILES[0]].parent.resolve())
     for role, name in MNIST.files.items():
         entry = source["files"][role]
-        assert entry == {"file": paths[name].name, "sha256": MNIST_SHA256[name], "matches_published": True}
+        expected = {"file": paths[name].name, "sha256": MNIST_SHA256[name], "matches_published": True}
+        if paths[name].suffix == ".gz":  # the stored file's own digest, to recognise it among data sets
+            expected["sha256_gz"] = hashlib.sha256(paths[name].read_bytes()).hexdigest()
+        assert entry == expected
 
 
 def test_a_bare_folder_of_the_real_files_is_recognised_as_mnist(paths: dict[str, Path]) -> None:
@@ -135,3 +138,13 @@ def test_a_bare_folder_of_the_real_files_is_recognised_as_mnist(paths: dict[str,
     splits = prepare_splits(None, folder, validation_fraction=0.5)
     assert splits.spec.name == "mnist" and splits.source["dataset"] == "mnist"
     assert splits.class_names == tuple(str(d) for d in range(10))
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "kmnist"])
+def test_mnist_files_are_refused_as_another_data_set(paths: dict[str, Path], name: str) -> None:
+    from backend_mlp.data import get_dataset, load_dataset
+    from backend_mlp.errors import DataError
+
+    folder = next(iter(paths.values())).parent
+    with pytest.raises(DataError, match=f"are MNIST .*not {get_dataset(name).title}"):
+        load_dataset(get_dataset(name), folder)

@@ -10,11 +10,13 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
 from test_data_download import CHECKSUMS, GZ, Server
 
+import backend_mlp.data.sources as sources
 from backend_mlp.backends import to_numpy
 from backend_mlp.data import (
     DATASETS,
@@ -146,6 +148,7 @@ def test_named_download_verifies_the_gz_digest_and_caches_per_name(server: Serve
             "file": f"{file_name}.gz",
             "sha256": hashlib.sha256(raw[file_name]).hexdigest(),
             "matches_published": True,
+            "sha256_gz": hashlib.sha256(gz[file_name]).hexdigest(),
         }
     json.dumps(source)  # JSON-ready
     # the second time, from the cache only
@@ -232,6 +235,7 @@ def test_any_idx_folder_14x14_with_5_classes(tmp_path: Path, cache: Path) -> Non
             "file": f"{name}.gz",
             "sha256": hashlib.sha256(content).hexdigest(),
             "matches_published": None,
+            "sha256_gz": hashlib.sha256((folder / f"{name}.gz").read_bytes()).hexdigest(),
         }
     assert not cache.exists()  # an explicit folder never touches the cache
 
@@ -298,3 +302,24 @@ def test_prepare_mnist_is_prepare_splits_for_mnist(tmp_path: Path) -> None:
     assert {e["matches_published"] for e in a.source["files"].values()} == {False}  # synthetic, not MNIST
     for part in ("train", "val", "test"):
         np.testing.assert_array_equal(to_numpy(getattr(a, part).X_rows), to_numpy(getattr(b, part).X_rows))
+
+
+def test_the_data_variable_serves_each_data_set_from_its_sub_folder(tmp_path: Path, monkeypatch) -> None:
+    base = tmp_path / "data"
+    write_folder(base, make_arrays(1))  # MNIST-named files at the top: any data set without a sub-folder
+    write_folder(base / "kmnist", make_arrays(2, n_train=30))
+    monkeypatch.setenv("BACKEND_MLP_DATA", str(base))
+    assert prepare_splits("kmnist").source["folder"] == str((base / "kmnist").resolve())
+    assert prepare_splits("fashion-mnist").source["folder"] == str(base.resolve())
+
+
+def test_files_of_another_registered_data_set_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """Files that are, by their published digests, one data set are not loaded as another."""
+    arrays = make_arrays(3)
+    folder = write_folder(tmp_path / "x", arrays)
+    digests = {f"{n}": hashlib.sha256((folder / f"{n}.gz").read_bytes()).hexdigest() for n in arrays}
+    stand_in = dataclasses.replace(KMNIST, sha256_gz=digests)  # the test's files play KMNIST's published ones
+    monkeypatch.setattr(sources, "DATASETS", MappingProxyType({**DATASETS, "kmnist": stand_in}))
+    with pytest.raises(DataError, match="are Kuzushiji-MNIST .*not Fashion-MNIST"):
+        load_dataset(FASHION_MNIST, folder)
+    assert load_dataset(stand_in, folder).source["dataset"] == "kmnist"

@@ -260,7 +260,7 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
     metrics_path = run.write_metrics(
         outcome,
         wall_seconds=time.perf_counter() - started,
-        command=shlex.join([prog, *argv]),
+        command=f"{prog} {shlex.join(argv)}".strip(),
         library_version=__version__,
     )
     m, files = outcome.metrics, outcome.files

@@ -88,11 +88,16 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _explicit_folder(data_dir: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+def _explicit_folder(data_dir: str | os.PathLike[str] | None, spec: DatasetSpec) -> tuple[Path, str] | None:
+    """The folder given by ``data_dir``, else by ``$BACKEND_MLP_DATA`` (its sub-folder ``<spec.name>`` when
+    it has one, so one variable can serve several data sets), with where it came from."""
     if data_dir is not None:
         return Path(data_dir).expanduser(), "data_dir argument / --data-dir"
     env = os.environ.get(DATA_ENV)
     if env:
+        sub = Path(env).expanduser() / spec.name
+        if sub.is_dir():
+            return sub, f"environment variable {DATA_ENV}, sub-folder {spec.name}"
         return Path(env).expanduser(), f"environment variable {DATA_ENV}"
     return None
 
@@ -110,7 +115,8 @@ def locate_dataset(
 ) -> dict[str, Path]:
     """Paths of the four files of ``spec``, keyed by file name (``spec.file_names``).
 
-    Looks in ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache folder of
+    Looks in ``data_dir``, else ``$BACKEND_MLP_DATA`` (or its sub-folder named
+    ``spec.name`` when there is one), else the cache folder of
     ``spec``: ``cache_dir`` (this data set's files directly in it) or
     :func:`default_cache_dir` (``$BACKEND_MLP_CACHE/<spec.name>``, ...).  Only the cache is ever written
     to: with ``download=True`` missing files are fetched from ``mirrors`` (default
@@ -125,7 +131,7 @@ def locate_dataset(
         raise InputValidationError(
             f"spec: received {type(spec).__name__}; expected a DatasetSpec such as backend_mlp.data.MNIST"
         )
-    explicit = _explicit_folder(data_dir)
+    explicit = _explicit_folder(data_dir, spec)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(spec)
     if explicit is not None:
         folder, source = explicit

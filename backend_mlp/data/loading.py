@@ -29,9 +29,9 @@ import numpy as np
 from ..backends import resolve_dtype_name
 from ..errors import DataError
 from ..files import read_bytes
-from .download import ProgressCallback, check_digest, locate_dataset
+from .download import DATA_ENV, ProgressCallback, check_digest, locate_dataset
 from .idx import decompress_idx_bytes, is_gzip, parse_idx
-from .sources import MNIST, ROLES, DatasetSpec
+from .sources import MNIST, ROLES, DatasetSpec, recognise
 
 __all__ = ["ImageData", "load_dataset", "load_mnist"]
 
@@ -50,7 +50,8 @@ class ImageData:
         {"dataset": spec name, or "idx folder" for a bare folder spec, "title": ...,
          "folder": absolute path of the folder the four files were read from,
          "files": {role: {"file": file name on disk, "sha256": of the uncompressed content,
-                          "matches_published": bool or None}, ...}}   # roles: ROLES
+                          "matches_published": bool or None,
+                          "sha256_gz": of the file itself, for a gzipped file}, ...}}   # roles: ROLES
 
     ``matches_published`` is True when the file equals the spec's published digest
     (of the uncompressed content, else, for a spec that publishes only ``.gz``
@@ -150,6 +151,7 @@ def _load(
         path = paths[name]
         raw = read_bytes(path, "IDX file", "an existing file, gzipped or raw")
         published = _matches_published(spec, name, raw, path)
+        file_digest = hashlib.sha256(raw).hexdigest() if is_gzip(raw, path) else None
         content = decompress_idx_bytes(raw, path)
         del raw
         digest = hashlib.sha256(content).hexdigest()
@@ -159,6 +161,8 @@ def _load(
         if published is None and name in spec.sha256:
             published = digest == spec.sha256[name]
         files[role] = {"file": path.name, "sha256": digest, "matches_published": published}
+        if file_digest is not None:
+            files[role]["sha256_gz"] = file_digest
         arrays[name] = parse_idx(content, source=str(path), expected_magic=spec.magic(name))
         del content
 
@@ -209,6 +213,13 @@ def _load(
         "folder": str(paths[spec.file_names[0]].parent.resolve()),
         "files": files,
     }
+    other = None if bare else recognise(source)
+    if other is not None and other.name != spec.name:
+        raise DataError(
+            f"the files in {source['folder']} are {other.title} (their SHA-256 digests are {other.title}'s), "
+            f"not {spec.title}; pass --data-dir (data_dir=) with the {spec.title} files, put them in a "
+            f"sub-folder {spec.name} of ${DATA_ENV}, or unset {DATA_ENV} to download them"
+        )
 
     assert image_shape is not None
     return ImageData(

@@ -242,13 +242,17 @@ def get_dataset(name_or_spec: str | DatasetSpec) -> DatasetSpec:
 
 
 def recognise(source: Mapping[str, Any]) -> DatasetSpec | None:
-    """The registered data set whose published uncompressed SHA-256 digests all four files of ``source``
-    (:attr:`~backend_mlp.data.loading.ImageData.source`) match, else ``None``."""
+    """The registered data set that all four files of ``source`` (:attr:`~backend_mlp.data.loading.ImageData.source`)
+    are, by its published digests (of the content, or of the ``.gz`` file), else ``None``."""
     files = source.get("files", {})
+
+    def matches(spec: DatasetSpec, role: str) -> bool:
+        entry, name = files.get(role, {}), spec.files[role]
+        return (name in spec.sha256 and entry.get("sha256") == spec.sha256[name]) or (
+            name in spec.sha256_gz and entry.get("sha256_gz") == spec.sha256_gz[name])
+
     for spec in DATASETS.values():
-        if spec.sha256 and all(
-            files.get(role, {}).get("sha256") == spec.sha256.get(spec.files[role]) for role in ROLES
-        ):
+        if all(matches(spec, role) for role in ROLES):
             return spec
     return None
 
