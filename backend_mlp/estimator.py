@@ -103,7 +103,8 @@ class MLPClassifier:
 
     Attributes (after ``fit``)
     --------------------------
-    classes_, n_features_in_, parameters_ (dict of backend arrays), bn_state_,
+    classes_, class_names_ (a name per class: ``str`` of the class, or a data set's names after
+    ``load`` of a ``backend-mlp train`` model), n_features_in_, parameters_ (dict of backend arrays), bn_state_,
     loss_curve_ (mini-batch costs at record steps), val_costs_ (validation costs at the
     same steps, empty without early stopping), recorded_steps_, best_step_, n_steps_,
     n_epochs_, stopped_reason_, layer_dims_, config_ (TrainingConfig), backend_,
@@ -257,6 +258,7 @@ class MLPClassifier:
         _check_finite_parameters(result)
 
         self.classes_ = classes
+        self.class_names_ = [str(c) for c in classes.tolist()]
         self.n_features_in_ = int(n_features)
         self.layer_dims_ = tuple(dims)
         self.config_ = config
@@ -362,10 +364,10 @@ class MLPClassifier:
         """Load a model file: one written by :meth:`save`, or a ``model.npz`` of ``backend-mlp train`` / ``save_model``.
 
         ``device`` defaults to the one an estimator was trained on, and to ``"cpu"``
-        for files without estimator metadata.  Those get ``classes_`` from the
-        file's ``extra["class_names"]`` when present (strings), else the integers
-        ``0..K-1`` (the network's output indices, as :func:`backend_mlp.predict`
-        returns them), and their hyperparameters from the file's training
+        for files without estimator metadata.  Those get ``classes_`` ``0..K-1``
+        (the labels of the IDX data they were trained on, as :func:`backend_mlp.predict`
+        returns them), ``class_names_`` from the file's ``extra["class_names"]``
+        when present, and their hyperparameters from the file's training
         configuration.  Every refusal is one :class:`~backend_mlp.errors.CheckpointError` line.
         """
         from .checkpoint import load_model
@@ -386,11 +388,13 @@ class MLPClassifier:
                 classes = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
             except (TypeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: the metadata's classes are invalid ({exc})") from None
+            names = [str(c) for c in classes.tolist()]
             n_features = extra.get("n_features_in", dims[0])
             default_device: Any = params.get("device", "cpu")
         else:  # a model of the functional API or of backend-mlp train
             params = _params_from_config(loaded.config, loaded.dtype)
-            classes = _classes_from_class_names(path, extra.get("class_names"), dims[-1])
+            names = _check_class_names(path, extra.get("class_names"), dims[-1])
+            classes = np.arange(dims[-1], dtype=np.int64)
             n_features = dims[0]
             default_device = "cpu"
         known = {k: v for k, v in params.items() if k in _PARAM_NAMES}
@@ -401,6 +405,7 @@ class MLPClassifier:
         backend = resolve_backend(target)
         est.device = target if isinstance(target, str) else backend.name
         est.classes_ = classes
+        est.class_names_ = names
         est.n_features_in_ = int(n_features)
         est.layer_dims_ = dims
         est.config_ = loaded.config
@@ -565,12 +570,12 @@ def _params_from_config(config: TrainingConfig, dtype: str) -> dict[str, Any]:
     return params
 
 
-def _classes_from_class_names(path: Any, names: Any, n_outputs: int) -> np.ndarray:
-    """``classes_`` of a file without estimator metadata: its ``class_names`` (strings), else ``0..K-1``."""
+def _check_class_names(path: Any, names: Any, n_outputs: int) -> list[str]:
+    """``class_names_`` of a file without estimator metadata: its ``class_names``, else ``"0"..``."""
     from .errors import CheckpointError
 
     if names is None:
-        return np.arange(n_outputs, dtype=np.int64)
+        return [str(k) for k in range(n_outputs)]
     if (
         not isinstance(names, list)
         or not all(isinstance(n, str) for n in names)
@@ -581,7 +586,7 @@ def _classes_from_class_names(path: Any, names: Any, n_outputs: int) -> np.ndarr
             f"{path}: the metadata's class_names are {names!r}; expected {n_outputs} distinct strings, one per "
             "output of the network"
         )
-    return np.asarray(names, dtype=str)
+    return list(names)
 
 
 def _epochs_from_extra(state: TrainingState, extra: dict[str, Any]) -> float | None:

@@ -405,7 +405,8 @@ def test_load_files_without_estimator_metadata(tmp_path):  # host-only: the file
     assert loaded.classes_.tolist() == [0, 1, 2] and loaded.n_features_in_ == 4
     named = save_model(tmp_path / "named.npz", config, backend_mlp.initialize_parameters([4, 3]),
                        extra={"class_names": ["cat", "dog", "eel"]})
-    assert MLPClassifier.load(named).classes_.tolist() == ["cat", "dog", "eel"]
+    named_clf = MLPClassifier.load(named)
+    assert named_clf.classes_.tolist() == [0, 1, 2] and named_clf.class_names_ == ["cat", "dog", "eel"]
     other = save_model(tmp_path / "other.npz", config, backend_mlp.initialize_parameters([4, 3]),
                        extra={"estimator": "Other", "classes": [0, 1, 2]})
     with pytest.raises(CheckpointError, match="MLPClassifier.save"):
