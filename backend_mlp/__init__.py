@@ -11,7 +11,7 @@ numeric functions follow their input arrays (see :mod:`backend_mlp.backends`).
   ``update_parameters``, ``predict``, ``accuracy``, ``L_layer_model`` and
   their building blocks (``linear_forward``/``linear_backward``, ...);
 * data: ``load_mnist``, ``load_dataset``, ``prepare_splits``, named data sets (``DATASETS``,
-  ``get_dataset``), ``one_hot``, ``split_train_validation``, ``Dataset``;
+  ``get_dataset``), ``one_hot``, ``split_train_validation``, ``Dataset``, ``read_idx``/``write_idx``;
 * training: ``TrainingConfig``, ``train``, ``train_step`` (pure), optimizers;
 * ``MLPClassifier`` (scikit-learn style), checkpoints and models;
 * backends: ``resolve_backend``, ``to_numpy``, ``to_backend``, ...;
@@ -45,7 +45,9 @@ from .data import (
     load_mnist,
     one_hot,
     prepare_splits,
+    read_idx,
     split_train_validation,
+    write_idx,
 )
 from .errors import (
     BackendMismatchError,
@@ -158,6 +160,7 @@ __all__ = [
     "predict",
     "predict_proba",
     "prepare_splits",
+    "read_idx",
     "relu",
     "relu_backward",
     "resolve_backend",
@@ -173,5 +176,6 @@ __all__ = [
     "tree_to_backend",
     "tree_to_numpy",
     "update_parameters",
+    "write_idx",
     "UsageError",
 ]

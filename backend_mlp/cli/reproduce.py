@@ -68,13 +68,10 @@ def _sections(text: str) -> tuple[str, ...]:
     return tuple(s for s in SECTIONS if s in names)
 
 
-def _command_line(argv: Sequence[str] | None) -> str:
-    if argv is None:
-        words = list(sys.argv)
-        if words and words[0].endswith(".py"):
-            words = ["python", *words]
-        return shlex.join(words)
-    return shlex.join([PROG, *argv])
+def _command_line(argv: Sequence[str] | None, prog: str) -> str:
+    if argv is None and sys.argv and sys.argv[0].endswith(".py"):
+        return shlex.join(["python", *sys.argv])
+    return f"{prog} {shlex.join(sys.argv[1:] if argv is None else argv)}".strip()
 
 
 _STOPPED = {"early_stopping": "early stop", "num_iterations": "step cap", "diverged": "DIVERGED"}
@@ -114,7 +111,7 @@ def _run(args_list: list[str], argv: Sequence[str] | None, prog: str) -> int:
     reproduction = Reproduction(
         args.out, device=args.device, seeds=args.seeds, dtype=args.dtype, data_dir=args.data_dir,
         sections=args.sections, ablation=args.ablation, max_steps=args.max_steps, threads=args.threads,
-        command=_command_line(argv), argv=args_list,
+        command=_command_line(argv, prog), argv=args_list,
     )
     out = reproduction.make_out()
     print(fit(f"{prog}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
@@ -123,7 +120,7 @@ def _run(args_list: list[str], argv: Sequence[str] | None, prog: str) -> int:
     for c in results["checks"]:
         verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]
         print(fit(f"check {c['check']}: {verdict} ({c['measured']}; target {c['target']})"), flush=True)
-    print(fit(f"{PROG}: wrote {out / 'REPORT.md'}, results.json and {len(results['figures'])} figure(s) in "
+    print(fit(f"{prog}: wrote {out / 'REPORT.md'}, results.json and {len(results['figures'])} figure(s) in "
               f"{format_duration(results['total_seconds'])}"), flush=True)
     return 0
 

@@ -15,7 +15,7 @@ import array_api_compat
 import numpy as np  # host-side conversion of user data only
 
 from .. import validation as V
-from ..backends import Backend, resolve_backend, resolve_dtype_name
+from ..backends import Backend, namespace_of, resolve_backend, resolve_dtype_name
 from ..errors import InputValidationError
 from .prep import one_hot, to_host
 
@@ -42,6 +42,11 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return int(self.Y_rows.shape[1])
+
+    @property
+    def labels(self) -> Array:
+        """Class indices (m,), integers on the dataset's backend (``argmax`` of the one-hot ``Y_rows``)."""
+        return namespace_of(self.Y_rows).argmax(self.Y_rows, axis=1)
 
     @property
     def X(self) -> Array:
