@@ -210,3 +210,29 @@ def test_figures_reject_mismatched_inputs(tmp_path: Path) -> None:
         Curve([1, 2], [0.5], [], seed=4)
     assert issubclass(InputValidationError, BackendMLPError) and issubclass(InputValidationError, ValueError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_options_reach_the_runs(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Each option of ``backend-mlp reproduce`` changes what is trained, not only the parsed arguments."""
+    import threadpoolctl
+
+    limits: list[object] = []
+    real_limits = threadpoolctl.threadpool_limits
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        limits.append(kwargs.get("limits", args[0] if args else None))
+        return real_limits(*args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    out = tmp_path / "r"
+    argv = ["--device", "array_api_strict", "--dtype", "float32", "--sections", "6,4", "--no-ablation", "--seeds", "2",
+            "--max-steps", "30", "--threads", "2", "--data-dir", str(mnist_dir), "--out", str(out)]
+    assert main(argv, prog="backend-mlp reproduce") == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert sorted({r["key"] for r in runs}) == ["4", "6"] and sorted({r["seed"] for r in runs}) == [0, 1]
+    assert all(r["steps"] == 30 and r["dtype"] == "float32" and r["device"] == "array_api_strict" for r in runs)
+    assert all(r["n_train"] == 480 for r in runs)  # the --data-dir files: 600 training images, 20% held out
+    assert results["settings"]["threads"] == 2 and 2 in limits
+    assert results["command"].startswith("backend-mlp reproduce --device array_api_strict")

@@ -32,19 +32,23 @@ PROG = "reproduce_report"
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The command-line options."""
     p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, or any name resolve_backend accepts")
-    p.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds 0..N-1 (default 5)")
-    p.add_argument("--dtype", default="float64", help="float64 (default) or float32")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST files (else $BACKEND_MLP_DATA/cache)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: a new runs/reproduce-<YYYYmmdd-HHMMSS>; "
-                        "--out docs/report rewrites the committed report)")
-    p.add_argument("--sections", type=_sections, default=("4", "5", "6"), help="comma separated, default 4,5,6")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, gpu, gpu:N, or any name resolve_backend accepts (default: cpu)")
+    p.add_argument("--seeds", type=_positive_int, default=5, metavar="N", help="seeds 0..N-1 (default: 5)")
+    p.add_argument("--dtype", default="float64", help="float64 or float32 (default: float64)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with the MNIST files (default: $BACKEND_MLP_DATA, else the download cache)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: a new runs/reproduce-<YYYYmmdd-HHMMSS>; --out docs/report "
+                        "rewrites the committed report)")
+    p.add_argument("--sections", type=_sections, default=("4", "5", "6"),
+                   help="comma separated (default: 4,5,6)")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the batch-norm ablation (default on)")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on steps per run (smoke tests)")
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="BLAS threads on the CPU (default 1: the matrices are small, extra threads only contend)")
+                   help="run the batch-norm ablation (default: on)")
+    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
+                   help="cap on steps per run, for smoke tests (default: none, the report's 100000)")
+    p.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                   help="BLAS threads on the CPU (default: 1: the matrices are small, extra threads only contend)")
     return p
 
 
