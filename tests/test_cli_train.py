@@ -80,7 +80,8 @@ def test_short_run_writes_everything(
     assert "step 100  epoch " in stdout and "  train " in stdout and "  val " in stdout
     assert "accuracy: train" in stdout and str(out / "model.npz") in stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.npz", "confusion_matrix.png", "cost_curve.png", "metrics.json", "misclassified.png", "model.npz"]
+        "checkpoint.npz", "confusion_matrix.png", "cost_curve.png", "metrics.json", "misclassified.png", "model.npz",
+        "report.md"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 300 and metrics["stopped_reason"] == "num_iterations"
     assert metrics["n_train"] == 1600 and metrics["n_val"] == 400 and metrics["n_test"] == 500
