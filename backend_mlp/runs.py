@@ -47,7 +47,8 @@ class RunPlan:
 
     ``config``'s input and output sizes are provisional (MNIST's) until
     :meth:`Run.prepare` reads the data; ``dataset`` is a named data set or
-    ``None`` (MNIST, or the IDX files of ``data_dir``).
+    ``None`` (MNIST, or the IDX files of ``data_dir``); ``out`` is ``None``
+    until :meth:`Run.prepare` names a new run's folder after what it is.
     """
 
     config: TrainingConfig
@@ -55,17 +56,10 @@ class RunPlan:
     section: str | None
     device_arg: str
     data_dir: str | None
-    out: Path
+    out: Path | None
     checkpoint: Checkpoint | None = None
     resume_path: str | None = None
     dataset: str | None = None
-
-
-def dataset_label(dataset: str | None, data_dir: str | None) -> str:
-    """What the data is called in names: the data set's name, else the data folder's, else ``mnist``."""
-    if dataset is not None:
-        return get_dataset(dataset).name
-    return Path(data_dir).resolve().name if data_dir else "mnist"
 
 
 def run_name(data: str, config: TrainingConfig) -> str:
@@ -117,9 +111,8 @@ def plan_run(
     if resume is None:
         base = SECTIONS[section or "4"]
         config = configure(base, n_features=base.layer_dims[0], n_classes=base.layer_dims[-1], **overrides)
-        name = run_name(dataset_label(dataset, data_dir), config)
         return RunPlan(config, dtype or "float64", section, device or "cpu", data_dir,
-                       Path(out) if out else default_out(name), dataset=dataset)
+                       Path(out) if out else None, dataset=dataset)
     ckpt = load_checkpoint(resume, device="cpu")
     saved = ckpt.config
     base = dataclasses.replace(SECTIONS[section], layer_dims=saved.layer_dims) if section else saved
@@ -135,6 +128,11 @@ def plan_run(
         raise CheckpointError(
             f"checkpoint {resume} is from a run that diverged; there is nothing to resume "
             "(start a new run, e.g. with a smaller --lr)"
+        )
+    if ckpt.state.stopped_reason == "early_stopping":
+        raise UsageError(
+            f"checkpoint {resume} is from a run that early stopping ended at step {ckpt.state.step}; there is "
+            "nothing to resume (start a new run, e.g. with a larger --patience or --no-early-stopping)"
         )
     recorded_dataset = ckpt.extra.get("dataset")
     if dataset is None and isinstance(recorded_dataset, str):
@@ -214,12 +212,15 @@ class Run:
             )
         fingerprint = labels_fingerprint(splits)
         self.state = self._resume_state(splits, fingerprint)
+        name = run_name(splits.spec.name, plan.config)  # a registered data set's name, else the folder's
+        if plan.out is None:
+            plan.out = default_out(name)
         try:
             plan.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {plan.out}: cannot create the folder ({exc.strerror or exc})") from None
         self.extra = {
-            "name": run_name(dataset_label(plan.dataset, plan.data_dir), plan.config),
+            "name": name,
             "section": plan.section,
             "dataset": plan.dataset,
             "class_names": list(splits.class_names),

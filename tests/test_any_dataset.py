@@ -32,11 +32,12 @@ def _images(rng: np.random.Generator, n: int, size: tuple[int, int] = SIZE) -> t
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-def write_dataset(folder: Path, *, test_size: tuple[int, int] = SIZE, bad_label: int | None = None) -> Path:
+def write_dataset(folder: Path, *, size: tuple[int, int] = SIZE, test_size: tuple[int, int] | None = None,
+                  bad_label: int | None = None) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n, size in (("train", 500, SIZE), ("t10k", 100, test_size)):
-        images, labels = _images(rng, n, size)
+    for prefix, n, shape in (("train", 500, size), ("t10k", 100, test_size or size)):
+        images, labels = _images(rng, n, shape)
         if bad_label is not None and prefix == "t10k":
             labels[7] = bad_label
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
@@ -90,16 +91,30 @@ def test_estimator_trains_on_the_same_data_set(tmp_path: Path) -> None:
     ("kind", "words"),
     [
         ("bad_label", ["test labels", "outside 0..9", "first value 12 at index 7"]),
+        ("stray_label", ["test labels", "outside 0..4", "first value 7 at index 7", "classes of the training labels"]),
         ("mixed_sizes", ["14x14", "12x12", "same image size"]),
+        ("other_size", ["received 14x14 images; expected 28x28", "Kuzushiji-MNIST"]),
     ],
 )
 def test_bad_data_is_one_line(tmp_path: Path, capsys, kind: str, words: list[str]) -> None:
-    if kind == "bad_label":  # a named data set's class count decides: 10 classes, a label 12
-        data, extra = write_dataset(tmp_path / "d", bad_label=12), ["--dataset", "kmnist"]
-    else:
-        data, extra = write_dataset(tmp_path / "d", test_size=(12, 12)), []
+    data, extra = {  # a named data set's class count and image size decide; in a bare folder, the training data's
+        "bad_label": lambda d: (write_dataset(d, size=(28, 28), bad_label=12), ["--dataset", "kmnist"]),
+        "stray_label": lambda d: (write_dataset(d, bad_label=7), []),
+        "mixed_sizes": lambda d: (write_dataset(d, test_size=(12, 12)), []),
+        "other_size": lambda d: (write_dataset(d), ["--dataset", "kmnist"]),
+    }[kind](tmp_path / "d")
     assert main(["train", "--data-dir", str(data), *extra, "--out", str(tmp_path / "out")]) == 1
     line = _one_line(capsys.readouterr().err)
     for word in words:
         assert word in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_files_that_differ_from_the_published_ones_are_noted(tmp_path: Path, capsys) -> None:
+    data = write_dataset(tmp_path / "d", size=(28, 28))
+    argv = ["train", "--dataset", "kmnist", "--data-dir", str(data), "--max-steps", "20", "--batch-size", "50",
+            "--quiet", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: train-images-idx3-ubyte.gz" in err and "differ from the published" in err
+    assert "**differs**" in (tmp_path / "run" / "report.md").read_text()

@@ -306,3 +306,12 @@ def test_option_reaches_the_training(option: str, run_cli, monkeypatch, data_dir
     extra = {"monkeypatch": monkeypatch, "data_dir": data_dir, "tmp_path": tmp_path}
     wanted = check.__code__.co_varnames[1:check.__code__.co_argcount]
     check(run_cli, **{k: extra[k] for k in wanted})
+
+
+def test_a_run_that_stopped_early_is_not_resumed(run_cli) -> None:  # type: ignore[no-untyped-def]
+    first = run_cli(["--max-steps", "200", "--min-improvement", "100"])
+    assert first.metrics["stopped_reason"] == "early_stopping"
+    again = run_cli(["--resume", str(first.out / "checkpoint.npz"), "--max-steps", "400"], base=[], data=[],
+                    out="again")
+    assert again.status == 2 and again.calls == []
+    assert "early stopping ended at step 20; there is nothing to resume" in again.stderr

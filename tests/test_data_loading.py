@@ -81,10 +81,15 @@ def test_load_from_explicit_folder(tmp_path: Path, spelling: str) -> None:
 
 
 def test_float32_and_other_image_size(tmp_path: Path) -> None:
+    from backend_mlp.data import load_dataset
+    from backend_mlp.data.sources import folder_spec
+
     folder = write_folder(tmp_path / "d", fake_mnist(size=(4, 3)))
-    data = load_mnist(str(folder), dtype="float32")
+    data = load_dataset(folder_spec(folder), folder, dtype="float32")  # a bare folder: any image size
     assert data.train_images.dtype == np.float32 and data.train_images.shape == (N_TRAIN, 12)
     assert data.image_shape == (4, 3)
+    with pytest.raises(DataError, match="received 4x3 images; expected 28x28, the size of MNIST's"):
+        load_mnist(str(folder))  # not MNIST's size: refused as MNIST
 
 
 def test_bad_dtype(tmp_path: Path) -> None:

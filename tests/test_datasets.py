@@ -216,8 +216,7 @@ def test_uncompressed_digest_decides_over_the_gz_digest(server: Server, cache: P
 
 
 def test_any_idx_folder_14x14_with_5_classes(tmp_path: Path, cache: Path) -> None:
-    arrays = make_arrays(4, n_train=50, n_test=20, size=(14, 14), k=4)
-    arrays[TEST][5] = 4  # the fifth class only in the test labels: K counts train AND test
+    arrays = make_arrays(4, n_train=50, n_test=20, size=(14, 14), k=5)  # every class in the training labels
     folder = write_folder(tmp_path / "my data", arrays)
     splits = prepare_splits(data_dir=folder, split_seed=1, validation_fraction=0.2, dtype="float32")
     assert splits.image_shape == (14, 14) and splits.class_names == ("0", "1", "2", "3", "4")
@@ -278,7 +277,7 @@ def test_label_outside_the_specs_classes_one_clear_line(tmp_path: Path) -> None:
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("test labels ") and "t10k-labels-idx1-ubyte.gz" in msg
     assert "1 labels outside 0..4, first value 7 at index 3" in msg
-    assert "expected class indices 0..4 for the 5 classes of Five" in msg
+    assert "expected class indices 0..4, the 5 classes of Five" in msg
     # a named data set's class count holds for its folder too
     arrays = make_arrays(8)
     arrays[TRAIN][11] = 12
@@ -323,3 +322,20 @@ def test_files_of_another_registered_data_set_are_refused(tmp_path: Path, monkey
     with pytest.raises(DataError, match="are Kuzushiji-MNIST .*not Fashion-MNIST"):
         load_dataset(FASHION_MNIST, folder)
     assert load_dataset(stand_in, folder).source["dataset"] == "kmnist"
+
+
+def test_a_stray_test_label_in_a_bare_folder_is_refused(tmp_path: Path) -> None:
+    """The training labels decide K in a bare folder: a test label beyond them is an error, not an empty class."""
+    arrays = make_arrays(8, k=5)
+    arrays[TEST][3] = 7
+    folder = write_folder(tmp_path / "d", arrays)
+    with pytest.raises(DataError, match=r"first value 7 at index 3; expected class indices 0..4, the 5 classes of "
+                                        r"the training labels"):
+        prepare_splits(None, folder)
+
+
+def test_a_named_data_set_refuses_images_of_another_size(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", make_arrays(9, size=(14, 14)))
+    with pytest.raises(DataError, match="received 14x14 images; expected 28x28, the size of Fashion-MNIST's"):
+        prepare_splits("fashion-mnist", folder)
+    assert prepare_splits(None, folder).image_shape == (14, 14)

@@ -138,3 +138,43 @@ def test_L_layer_model_takes_hidden_sizes_and_optimizer_keywords(backend) -> Non
     assert result.config.patience == 2 and sorted(result.state.optimizer_state)[-1] == "step"
     with pytest.raises(ValueError, match="layers_dims, hidden: received both"):
         L_layer_model(train_data.X, train_data.Y, [6, 3], hidden=(4,))
+
+
+def test_extending_a_finished_run_stops_where_a_longer_run_does(backend) -> None:  # type: ignore[no-untyped-def]
+    """The final check of a shorter run (off the record_every grid) does not count towards early stopping."""
+    import dataclasses
+
+    train_data, val_data = _noisy_blobs(backend)
+    config = TrainingConfig(layer_dims=(6, 16, 3), learning_rate=0.2, batch_size=32, record_every=10,
+                            num_iterations=200, min_improvement=1e-3)
+    full = train(train_data, config, val_data)
+    assert full.steps > 40  # ten steps improve the validation cost by more than 1e-3 past step 31
+    short = train(train_data, dataclasses.replace(config, num_iterations=31), val_data)
+    assert short.recorded_steps[-1] == 31  # checked at its last step: one step after 30, hardly an improvement
+    # not stopped by that off-grid check (0.0012 above the check at step 30), so it can be extended
+    assert short.stopped_reason == "num_iterations"
+    short.state.stopped_reason = None  # what resuming with a larger num_iterations does
+    extended = train(train_data, config, val_data, state=short.state)
+    assert extended.steps == full.steps and extended.best_step == full.best_step
+    np.testing.assert_array_equal(to_numpy(extended.parameters["W1"]), to_numpy(full.parameters["W1"]))
+
+
+def test_lr_decay_is_the_learning_rate_of_each_epoch(backend) -> None:  # type: ignore[no-untyped-def]
+    """A decayed run equals runs with the decayed rates set by hand, epoch by epoch (bit for bit)."""
+    import dataclasses
+
+    train_data, _ = _noisy_blobs(backend)  # 300 samples, batches of 50: 6 steps per epoch
+    config = TrainingConfig(layer_dims=(6, 8, 3), learning_rate=0.1, lr_decay=0.5, batch_size=50, num_iterations=18,
+                            record_every=6, early_stopping=False, optimizer="momentum")
+    decayed = train(train_data, config)
+    state = None
+    for epoch in range(3):
+        by_hand = dataclasses.replace(config, lr_decay=1.0, learning_rate=0.1 * 0.5**epoch,
+                                      num_iterations=6 * (epoch + 1))
+        if state is not None:
+            state.stopped_reason = None
+        state = train(train_data, by_hand, state=state).state
+    for k, v in decayed.state.parameters.items():
+        np.testing.assert_array_equal(to_numpy(state.parameters[k]), to_numpy(v), err_msg=k)
+    constant = train(train_data, dataclasses.replace(config, lr_decay=1.0))
+    assert not np.array_equal(to_numpy(constant.parameters["W1"]), to_numpy(decayed.parameters["W1"]))

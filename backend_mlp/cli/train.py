@@ -135,8 +135,9 @@ def _check_options(args: argparse.Namespace) -> None:
             raise bad("--" + option.replace("_", "-"), value, "a positive integer")
     if args.seed is not None and args.seed < 0:
         raise bad("--seed", args.seed, "an integer >= 0")
-    if args.optimizer is not None:  # keywords of another rule (with --resume, the checkpoint's rule decides)
-        fields = {f.name for f in dataclasses.fields(OPTIMIZERS[args.optimizer])}
+    rule = args.optimizer or (None if args.resume else "sgd")  # with --resume, the checkpoint's rule decides
+    if rule is not None:  # keywords of another rule
+        fields = {f.name for f in dataclasses.fields(OPTIMIZERS[rule])}
         for key in OPTIMIZER_KEYWORDS:
             value = getattr(args, key)
             if value is not None and key not in fields:
@@ -230,6 +231,10 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
         f"{splits.train.n_samples} train / {splits.val.n_samples} val / {splits.test.n_samples} test; "
         f"output in {plan.out}"
     )
+    differ = [f["file"] for f in splits.source.get("files", {}).values() if f.get("matches_published") is False]
+    if differ:  # shown even with --quiet: the data are not what the data set's name promises
+        print(f"{prog}: note: {', '.join(differ)} in {splits.source.get('folder')} differ from the published "
+              f"{splits.spec.title} files (SHA-256); used as given", file=sys.stderr, flush=True)
     if run.state is not None:
         say(f"resuming from {args.resume} at step {run.state.step} "
             f"(epoch {run.state.epochs(splits.train.n_samples):.2f})")

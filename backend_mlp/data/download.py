@@ -164,9 +164,10 @@ def locate_dataset(
 
 def _locate_explicit(spec: DatasetSpec, folder: Path, source: str, cache: Path) -> dict[str, Path]:
     how = (
-        f"Put the files there (each as NAME.gz, NAME, or NAME with '.idx' for '-idx'), point "
-        f"--data-dir / {DATA_ENV} at a folder that has them, or leave both unset to download "
-        f"them automatically into the cache folder {cache}."
+        f"Put the files there (each as NAME.gz, NAME, or NAME with '.idx' for '-idx') or point "
+        f"--data-dir / {DATA_ENV} at a folder that has them"
+        + (f", or leave both unset to download them automatically into the cache folder {cache}."
+           if spec.mirrors else ".")
     )
     what = f"{spec.title} data folder {folder} (from the {source})"
     if not folder.exists():

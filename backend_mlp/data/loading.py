@@ -194,18 +194,25 @@ def _load(
         splits[split] = (flat, labels.astype(np.int64), paths[labels_name])
 
     class_names = spec.class_names
-    if not class_names:  # a bare folder: the labels of both splits say how many classes there are
-        n = 1 + max(int(labels.max()) for _, labels, _ in splits.values())
-        class_names = tuple(str(k) for k in range(n))
+    classes_of = f"the {len(class_names)} classes of {spec.title}"
+    if not class_names:  # a bare folder: the training labels say how many classes there are
+        class_names = tuple(str(k) for k in range(1 + int(splits["train"][1].max())))
+        classes_of = f"the {len(class_names)} classes of the training labels"
     n_classes = len(class_names)
     for split, (_, labels, path) in splits.items():
         bad = np.flatnonzero((labels < 0) | (labels >= n_classes))  # < 0 only for non-ubyte label files
         if bad.size:
             raise DataError(
                 f"{split} labels {path}: {bad.size} labels outside 0..{n_classes - 1}, first value "
-                f"{int(labels[bad[0]])} at index {int(bad[0])}; expected class indices 0..{n_classes - 1} "
-                f"for the {n_classes} classes of {spec.title}"
+                f"{int(labels[bad[0]])} at index {int(bad[0])}; expected class indices 0..{n_classes - 1}, "
+                f"{classes_of}"
             )
+    if spec.image_shape is not None and image_shape != spec.image_shape:
+        raise DataError(
+            f"{spec.title} images in {paths[spec.files['train_images']].parent}: received {image_shape[0]}x"
+            f"{image_shape[1]} images; expected {spec.image_shape[0]}x{spec.image_shape[1]}, the size of "
+            f"{spec.title}'s (for other data, pass --data-dir without --dataset)"
+        )
     bare = not (spec.sha256 or spec.sha256_gz or spec.mirrors or spec.class_names)
     source = {
         "dataset": "idx folder" if bare else spec.name,

@@ -51,9 +51,10 @@ class DatasetSpec:
     against ``sha256`` when it has an entry, else against ``sha256_gz``; a file with
     neither is only checked for a valid IDX structure;
     ``mirrors``: base URLs tried in turn, each serving ``NAME.gz``;
-    ``class_names``: one name per class label 0..k-1 (empty: read k from the labels);
-    ``image_shape``: the published ``(rows, cols)`` (informative: the loader takes the
-    shape from the files themselves).
+    ``class_names``: one name per class label 0..k-1 (empty: k is one more than the
+    largest training label);
+    ``image_shape``: the published ``(rows, cols)``: files of another size are refused
+    as this data set (``None``: any size, read from the files).
     """
 
     name: str

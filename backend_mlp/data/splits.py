@@ -103,7 +103,9 @@ def prepare_splits(
     if dataset is None and data_dir is not None:  # a bare folder holding a known data set is that data set
         known = recognise(source)
         if known is not None and len(known.class_names) == n_classes:
-            spec, class_names, source = known, known.class_names, {**source, "dataset": known.name}
+            files = {role: {**entry, "matches_published": True} for role, entry in source["files"].items()}
+            spec, class_names = known, known.class_names
+            source = {**source, "dataset": known.name, "title": known.title, "files": files}
     # the split's sample order, from split_train_validation itself (applied to row numbers)
     tr_rows, tr_y, va_rows, va_y = split_train_validation(
         np.arange(images.shape[0]), labels, validation_fraction, seed=split_seed

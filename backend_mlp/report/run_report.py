@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_PUBLISHED = {True: "yes", False: "**differs**", None: "– (no published digest)"}
+
 
 def _fmt(value: Any, template: str = "{:.4f}") -> str:
     return "–" if value is None else template.format(value)
@@ -29,7 +31,8 @@ def render_run_report(metrics: dict[str, Any]) -> str:
         "",
         f"Network {hp['layer_dims']} ({'batch norm after each hidden ReLU' if hp.get('batchnorm') else 'no batch norm'}"
         f", L2 λ = {hp['l2_lambda']:g}), optimizer {_optimizer(hp)}, learning rate {hp['learning_rate']:g}"
-        f" (× {hp.get('lr_decay', 1.0):g} per epoch), batch {hp['batch_size']}, seed {hp['seed']}, {metrics['dtype']} "
+        + (f" (× {hp['lr_decay']:g} per epoch)" if hp.get("lr_decay", 1.0) != 1.0 else "")
+        + f", batch {hp['batch_size']}, seed {hp['seed']}, {metrics['dtype']} "
         f"on {metrics['device']}.  Validation checks every {hp['record_every']} steps; early stopping "
         + (f"after {hp.get('patience', 1)} check(s) without an improvement of {hp['min_improvement']:g}"
            if hp["early_stopping"] else "off")
@@ -39,9 +42,10 @@ def render_run_report(metrics: dict[str, Any]) -> str:
         f"{'×'.join(map(str, data['image_shape']))} images) from `{source.get('folder', '?')}`: "
         f"{metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} test.",
         "",
-        "| file | SHA-256 of the content |",
-        "|---|---|",
-        *(f"| {f['file']} | `{f['sha256'][:16]}…` |" for f in (source.get("files") or {}).values()),
+        "| file | SHA-256 of the content | the published file |",
+        "|---|---|---|",
+        *(f"| {f['file']} | `{f['sha256'][:16]}…` | {_PUBLISHED[f.get('matches_published')]} |"
+          for f in (source.get("files") or {}).values()),
         "",
         "## Result",
         "",

@@ -9,7 +9,10 @@ computed; training stops after ``patience`` checks in a row that were not
 at least ``min_improvement`` below the best earlier check (with the
 default ``patience=1``, the report's "improved by less than
 ``min_improvement`` since the previous check"), or after ``num_iterations``
-steps.  The parameters of the best validation check are returned.
+steps.  A check off the ``record_every`` grid (the last step) can hold the
+best parameters but does not count towards early stopping, so a run
+extended with a larger ``num_iterations`` stops where a longer run would.
+The parameters of the best validation check are returned.
 
 The dataset sits on the device once; inside the step loop nothing is copied
 between host and device and nothing synchronises, except the cost read-back
@@ -316,7 +319,12 @@ class _Loop:
             if val_cost < st.best_val_cost:
                 st.best_val_cost, st.best_step = val_cost, st.step
                 st.best_parameters, st.best_bn_state = params, dict(st.bn_state)
-            if cfg.early_stopping and stale_checks(st.val_costs, cfg.min_improvement) >= cfg.patience:
+            # checks off the record_every grid (the last step of a shorter run) keep the best parameters
+            # but do not count, so extending a run with a larger num_iterations stops where a longer one would
+            on_grid = [(s, c) for s, c in st.val_costs if s % cfg.record_every == 0]
+            if cfg.early_stopping and st.step % cfg.record_every == 0 and (
+                stale_checks(on_grid, cfg.min_improvement) >= cfg.patience
+            ):
                 st.stopped_reason = "early_stopping"
         if self.callback is not None:
             self.callback(
