@@ -16,166 +16,109 @@ numeric functions follow their input arrays (see :mod:`backend_mlp.backends`).
 * ``MLPClassifier`` (scikit-learn style), checkpoints and models;
 * backends: ``resolve_backend``, ``to_numpy``, ``to_backend``, ...;
 * every error type (all derive from :class:`BackendMLPError`).
+
+The names are imported on first use (PEP 562), so ``import backend_mlp`` and the
+command line start without loading NumPy, matplotlib or an array library until
+they are needed; ``from backend_mlp import X`` and ``bm.X`` work as usual.
 """
 
 from __future__ import annotations
 
-from .backends import (
-    Backend,
-    backend_of,
-    namespace_of,
-    resolve_backend,
-    to_backend,
-    to_numpy,
-    tree_to_backend,
-    tree_to_numpy,
-)
-from .batchnorm import BatchNormConfig, apply_batchnorm, batchnorm_backward
-from .checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
-from .data import (
-    DATASETS,
-    FASHION_MNIST,
-    KMNIST,
-    MNIST,
-    Dataset,
-    DatasetSpec,
-    DataSplits,
-    get_dataset,
-    load_dataset,
-    load_mnist,
-    one_hot,
-    prepare_splits,
-    read_idx,
-    split_train_validation,
-    write_idx,
-)
-from .errors import (
-    BackendMismatchError,
-    BackendMLPError,
-    BackendUnavailableError,
-    CheckpointError,
-    ChecksumError,
-    DataError,
-    DownloadError,
-    InputValidationError,
-    NotFittedError,
-    TrainingDivergedError,
-    TrainingInterrupted,
-    UsageError,
-)
-from .estimator import MLPClassifier
-from .initialization import initialize_batchnorm_state, initialize_parameters
-from .layers import (
-    linear_activation_backward,
-    linear_activation_forward,
-    linear_backward,
-    linear_forward,
-    relu,
-    relu_backward,
-    softmax,
-    softmax_backward,
-)
-from .losses import compute_cost
-from .network import (
-    L_model_backward,
-    L_model_forward,
-    accuracy,
-    predict,
-    predict_proba,
-    update_parameters,
-)
-from .optimizers import SGD, Optimizer, get_optimizer
-from .training import (
-    L_layer_model,
-    ProgressEvent,
-    StepOutput,
-    TrainingConfig,
-    TrainingResult,
-    TrainingState,
-    batch_indices,
-    evaluate_accuracy,
-    evaluate_cost,
-    new_training_state,
-    train,
-    train_step,
-)
+import importlib
+from typing import Any
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "DATASETS",
-    "FASHION_MNIST",
-    "KMNIST",
-    "MNIST",
-    "SGD",
-    "Backend",
-    "BackendMLPError",
-    "BackendMismatchError",
-    "BackendUnavailableError",
-    "BatchNormConfig",
-    "CheckpointError",
-    "ChecksumError",
-    "DataError",
-    "DataSplits",
-    "Dataset",
-    "DatasetSpec",
-    "DownloadError",
-    "InputValidationError",
-    "L_layer_model",
-    "L_model_backward",
-    "L_model_forward",
-    "MLPClassifier",
-    "NotFittedError",
-    "Optimizer",
-    "ProgressEvent",
-    "StepOutput",
-    "TrainingConfig",
-    "TrainingDivergedError",
-    "TrainingInterrupted",
-    "TrainingResult",
-    "TrainingState",
-    "accuracy",
-    "apply_batchnorm",
-    "backend_of",
-    "batch_indices",
-    "batchnorm_backward",
-    "compute_cost",
-    "evaluate_accuracy",
-    "evaluate_cost",
-    "get_dataset",
-    "get_optimizer",
-    "initialize_batchnorm_state",
-    "initialize_parameters",
-    "linear_activation_backward",
-    "linear_activation_forward",
-    "linear_backward",
-    "linear_forward",
-    "load_checkpoint",
-    "load_dataset",
-    "load_mnist",
-    "load_model",
-    "namespace_of",
-    "new_training_state",
-    "one_hot",
-    "predict",
-    "predict_proba",
-    "prepare_splits",
-    "read_idx",
-    "relu",
-    "relu_backward",
-    "resolve_backend",
-    "save_checkpoint",
-    "save_model",
-    "softmax",
-    "softmax_backward",
-    "split_train_validation",
-    "to_backend",
-    "to_numpy",
-    "train",
-    "train_step",
-    "tree_to_backend",
-    "tree_to_numpy",
-    "update_parameters",
-    "write_idx",
-    "UsageError",
-]
+#: public name -> the module of this package that defines it
+_EXPORTS: dict[str, str] = {
+    "Backend": "backends",
+    "backend_of": "backends",
+    "namespace_of": "backends",
+    "resolve_backend": "backends",
+    "to_backend": "backends",
+    "to_numpy": "backends",
+    "tree_to_backend": "backends",
+    "tree_to_numpy": "backends",
+    "BatchNormConfig": "batchnorm",
+    "apply_batchnorm": "batchnorm",
+    "batchnorm_backward": "batchnorm",
+    "load_checkpoint": "checkpoint",
+    "load_model": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "save_model": "checkpoint",
+    "DATASETS": "data",
+    "DataSplits": "data",
+    "Dataset": "data",
+    "DatasetSpec": "data",
+    "FASHION_MNIST": "data",
+    "KMNIST": "data",
+    "MNIST": "data",
+    "get_dataset": "data",
+    "load_dataset": "data",
+    "load_mnist": "data",
+    "one_hot": "data",
+    "prepare_splits": "data",
+    "read_idx": "data",
+    "split_train_validation": "data",
+    "write_idx": "data",
+    "BackendMLPError": "errors",
+    "BackendMismatchError": "errors",
+    "BackendUnavailableError": "errors",
+    "CheckpointError": "errors",
+    "ChecksumError": "errors",
+    "DataError": "errors",
+    "DownloadError": "errors",
+    "InputValidationError": "errors",
+    "NotFittedError": "errors",
+    "TrainingDivergedError": "errors",
+    "TrainingInterrupted": "errors",
+    "UsageError": "errors",
+    "MLPClassifier": "estimator",
+    "initialize_batchnorm_state": "initialization",
+    "initialize_parameters": "initialization",
+    "linear_activation_backward": "layers",
+    "linear_activation_forward": "layers",
+    "linear_backward": "layers",
+    "linear_forward": "layers",
+    "relu": "layers",
+    "relu_backward": "layers",
+    "softmax": "layers",
+    "softmax_backward": "layers",
+    "compute_cost": "losses",
+    "L_model_backward": "network",
+    "L_model_forward": "network",
+    "accuracy": "network",
+    "predict": "network",
+    "predict_proba": "network",
+    "update_parameters": "network",
+    "Optimizer": "optimizers",
+    "SGD": "optimizers",
+    "get_optimizer": "optimizers",
+    "L_layer_model": "training",
+    "ProgressEvent": "training",
+    "StepOutput": "training",
+    "TrainingConfig": "training",
+    "TrainingResult": "training",
+    "TrainingState": "training",
+    "batch_indices": "training",
+    "evaluate_accuracy": "training",
+    "evaluate_cost": "training",
+    "new_training_state": "training",
+    "train": "training",
+    "train_step": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +62,7 @@ class RunPlan:
     checkpoint: Checkpoint | None = None
     resume_path: str | None = None
     dataset: str | None = None
+    overwrite: bool = False
 
 
 def run_name(data: str, config: TrainingConfig) -> str:
@@ -76,14 +79,71 @@ def run_name(data: str, config: TrainingConfig) -> str:
     return "-".join(parts)
 
 
-def default_out(name: str) -> Path:
-    """``runs/<name>-<timestamp>``, with a suffix when that folder exists already."""
-    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out, k = base, 1
-    while out.exists():
-        k += 1
-        out = base.with_name(f"{base.name}-{k}")
-    return out
+def new_run_folder(name: str, root: Path = Path("runs")) -> Path:
+    """Create and return ``runs/<name>-<timestamp>`` (``-2``, ``-3``, ... when taken).
+
+    The folder is created with an exclusive ``mkdir``, so two runs started in the
+    same second, even in two processes, never share one.
+    """
+    base = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        out = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            out.mkdir()
+            return out
+        except FileExistsError:
+            continue
+    raise UsageError(f"--out: could not find a free folder name next to {base}; pass --out")
+
+
+class FolderLock:
+    """An exclusive lock on a run's output folder while the run is live (``.backend_mlp.lock``).
+
+    Held through ``fcntl.flock``, so the operating system releases it when the
+    process ends in any way (SIGKILL included) and a lock file left behind is
+    never mistaken for a live run.  Where ``fcntl`` does not exist (Windows) the
+    folder is not locked.
+    """
+
+    NAME = ".backend_mlp.lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / self.NAME
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UsageError(
+                f"--out {self.path.parent}: in use by a live run ({holder}); wait for it to finish or choose "
+                "another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self.path.unlink(missing_ok=True)
+            self._file.close()  # closing releases the lock
+            self._file = None
+
+
+#: the files a run writes into its folder (an --overwrite removes those of the previous run)
+RUN_FILES = ("metrics.json", "report.md", "model.npz", "checkpoint.npz", "cost_curve.png", "confusion_matrix.png",
+             "misclassified.png")
 
 
 def plan_run(
@@ -96,6 +156,7 @@ def plan_run(
     data_dir: str | None = None,
     out: str | None = None,
     resume: str | None = None,
+    overwrite: bool = False,
 ) -> RunPlan:
     """A new run of ``section`` (default 4) with ``overrides``, or the continuation of the checkpoint ``resume``.
 
@@ -104,6 +165,8 @@ def plan_run(
     Resuming takes the checkpoint's configuration, dtype, device, data set and
     data folder unless given; anything given must be compatible with it
     (:class:`UsageError` listing the differences).  ``max_steps`` may grow.
+    ``overwrite``: a new run may take an ``out`` folder that holds another run
+    (whose files it removes when it starts); otherwise that is refused.
     """
     overrides = dict(overrides or {})
     if dataset is not None:
@@ -112,7 +175,7 @@ def plan_run(
         base = SECTIONS[section or "4"]
         config = configure(base, n_features=base.layer_dims[0], n_classes=base.layer_dims[-1], **overrides)
         return RunPlan(config, dtype or "float64", section, device or "cpu", data_dir,
-                       Path(out) if out else None, dataset=dataset)
+                       Path(out) if out else None, dataset=dataset, overwrite=overwrite)
     ckpt = load_checkpoint(resume, device="cpu")
     saved = ckpt.config
     base = dataclasses.replace(SECTIONS[section], layer_dims=saved.layer_dims) if section else saved
@@ -155,6 +218,7 @@ def plan_run(
         ckpt,
         resume,
         dataset,
+        overwrite,
     )
 
 
@@ -186,6 +250,19 @@ class Run:
         self.splits: DataSplits | None = None
         self.state: TrainingState | None = None
         self.extra: dict[str, Any] = {}
+        self.lock: FolderLock | None = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the output folder (the run is no longer live)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -213,12 +290,14 @@ class Run:
         fingerprint = labels_fingerprint(splits)
         self.state = self._resume_state(splits, fingerprint)
         name = run_name(splits.spec.name, plan.config)  # a registered data set's name, else the folder's
-        if plan.out is None:
-            plan.out = default_out(name)
         try:
-            plan.out.mkdir(parents=True, exist_ok=True)
+            if plan.out is None:
+                plan.out = new_run_folder(name)
+            else:
+                plan.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {plan.out}: cannot create the folder ({exc.strerror or exc})") from None
+        self._claim(plan.out)
         self.extra = {
             "name": name,
             "section": plan.section,
@@ -234,6 +313,31 @@ class Run:
         }
         self.splits = splits
         return splits
+
+    def _claim(self, out: Path) -> None:
+        """Own ``out`` for this run: lock it, refuse another run's results, remove stale temporary files."""
+        lock = FolderLock(out)
+        lock.acquire()
+        try:
+            resuming_here = self.plan.checkpoint is not None and Path(self.plan.checkpoint.path).resolve().parent == (
+                out.resolve())
+            previous = [name for name in RUN_FILES if (out / name).exists()]
+            if previous and not resuming_here:
+                if not self.plan.overwrite:
+                    what = "a finished run" if "metrics.json" in previous else "an interrupted run"
+                    hint = "" if "metrics.json" in previous else f" resume it with --resume {out / 'checkpoint.npz'},"
+                    raise UsageError(
+                        f"--out {out}: holds {what} ({', '.join(previous)});{hint} pass --overwrite to replace it, "
+                        "or choose another --out"
+                    )
+                for name in previous:
+                    (out / name).unlink()
+            for stale in out.glob(".*.part"):  # interrupted atomic writes: no live writer holds this folder
+                stale.unlink(missing_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        self.lock = lock
 
     def _resume_state(self, splits: DataSplits, fingerprint: str) -> TrainingState | None:
         ckpt = self.plan.checkpoint
@@ -275,12 +379,24 @@ class Run:
             save_checkpoint(self.checkpoint_path, config, exc.state, extra=self.extra)
             return RunOutcome("interrupted", exc.state, files, error=exc)
         except TrainingDivergedError as exc:
-            best: TrainingResult = exc.result  # type: ignore[attr-defined]
-            save_model(self.model_path, config, best.parameters, best.bn_state, extra=self.extra, state=best.state)
-            save_checkpoint(self.checkpoint_path, config, best.state, extra=self.extra)
-            return RunOutcome("diverged", best.state, {**files, "model": self.model_path}, error=exc)
+            return self._diverged(exc)
         train_seconds = time.perf_counter() - start
         return RunOutcome("done", result.state, *self._write_outputs(result, train_seconds))
+
+    def _diverged(self, exc: TrainingDivergedError) -> RunOutcome:
+        """Keep what is finite: the best checked model (if a check came before the divergence) and a
+        checkpoint that records the divergence with those parameters, never the exploded ones."""
+        best: TrainingResult = exc.result  # type: ignore[attr-defined]
+        config, state = self.plan.config, best.state
+        files: dict[str, Path] = {}
+        kept = dataclasses.replace(state, parameters=best.parameters, bn_state=best.bn_state,
+                                   optimizer_state=config.optimizer.init_state(best.parameters))
+        save_checkpoint(self.checkpoint_path, config, kept, extra=self.extra)
+        files["checkpoint"] = self.checkpoint_path
+        if state.best_parameters is not None:
+            save_model(self.model_path, config, best.parameters, best.bn_state, extra=self.extra, state=state)
+            files["model"] = self.model_path
+        return RunOutcome("diverged", state, files, error=exc)
 
     def _write_outputs(self, result: TrainingResult, train_seconds: float) -> tuple[dict[str, Path], dict[str, Any]]:
         plan, config, splits = self.plan, self.plan.config, self.splits
@@ -310,6 +426,13 @@ class Run:
             probabilities=proba,
         )
         metrics = summarize(result, splits, train_seconds)
+        chance = 1.0 / len(names)
+        warnings = []
+        if metrics["val_accuracy"] <= chance + 0.05:
+            warnings.append(
+                f"validation accuracy {metrics['val_accuracy']:.3f} is at chance level (1/{len(names)}): the network "
+                f"learned nothing; try a smaller learning rate than {config.learning_rate:g}"
+            )
         per_class = {names[k]: float(np.mean(y_pred[y_true == k] == k)) if np.any(y_true == k) else None
                      for k in range(len(names))}
         metrics.update(
@@ -323,6 +446,7 @@ class Run:
                     "source": dict(splits.source),
                 },
                 "test_accuracy_per_class": per_class,
+                "warnings": warnings,
                 "total_train_seconds": result.state.elapsed_seconds,
                 "resumed_from": str(plan.resume_path) if plan.resume_path else None,
                 "data_dir": self.extra["data_dir"],

@@ -13,7 +13,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / "backend_mlp" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))  # use the checkout this script lives in
 
-from backend_mlp.cli.predict import main  # noqa: E402
+from backend_mlp.cli.main import run_subcommand  # noqa: E402  (light: the command loads on demand)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_subcommand("predict", sys.argv[1:], prog="backend-mlp predict"))

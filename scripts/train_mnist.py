@@ -14,7 +14,7 @@ try:
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend_mlp.cli.train import main  # noqa: E402
+from backend_mlp.cli.main import run_subcommand  # noqa: E402  (light: the command loads on demand)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_subcommand("train", sys.argv[1:], prog="train_mnist"))

@@ -10,6 +10,7 @@ is added to the parser without an entry here.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import backend_mlp.runs as runs
 import backend_mlp.training.loop as loop
 from backend_mlp.checkpoint import load_checkpoint, load_model
 from backend_mlp.cli.train import build_parser, main
-from backend_mlp.data import DATASETS, read_idx
+from backend_mlp.data import DATASETS
 from backend_mlp.optimizers import Adam, Momentum, Nesterov
 
 BASE = ["--max-steps", "20", "--record-every", "10", "--lr", "0.05", "--batch-size", "50", "--threads", "1"]
@@ -203,7 +204,8 @@ def _check_dataset(run: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch,
         target = cache / "fashion-mnist" / path.name
         target.write_bytes(path.read_bytes())
         name = path.name.removesuffix(".gz")
-        digests[name] = hashlib.sha256(np.ascontiguousarray(read_idx(path)).tobytes()).hexdigest()
+        content = path.read_bytes()
+        digests[name] = hashlib.sha256(gzip.decompress(content) if path.suffix == ".gz" else content).hexdigest()
     stand_in = dataclasses.replace(DATASETS["fashion-mnist"], sha256=digests, sha256_gz={}, mirrors=())
     monkeypatch.setattr(sources, "DATASETS", MappingProxyType({**DATASETS, "fashion-mnist": stand_in}))
     monkeypatch.setenv("BACKEND_MLP_CACHE", str(cache))
@@ -248,6 +250,14 @@ def _check_checkpoint_every(run: Callable[..., Outcome], monkeypatch: pytest.Mon
     assert saves == [20, 40, 40]  # every second record, then the final save
 
 
+def _check_overwrite(run: Callable[..., Outcome]) -> None:
+    first = run([])
+    refused = run([])  # the same --out again
+    assert refused.status == 2 and "holds a finished run" in refused.stderr and refused.calls == []
+    replaced = run(["--overwrite", "--seed", "5"])
+    assert replaced.status == 0 and replaced.metrics["seed"] == 5 and first.out == replaced.out
+
+
 def _check_threads(run: Callable[..., Outcome]) -> None:
     assert run(["--threads", "2"]).calls[-1]["blas_threads"] == 2
 
@@ -289,6 +299,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "--out": _check_out,
     "--resume": _check_resume,
     "--checkpoint-every": _check_checkpoint_every,
+    "--overwrite": _check_overwrite,
     "--threads": _check_threads,
     "--quiet": _check_quiet,
     "--debug": _check_debug,

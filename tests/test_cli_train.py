@@ -111,8 +111,11 @@ def test_divergence_saves_and_fails(
             "--no-early-stopping", "--out", str(out), "--quiet", "--threads", "1", "--device", backend.name]
     assert main(argv) == 1
     line = _one_error_line(capsys.readouterr().err)
-    assert "diverged" in line and "model.npz" in line
-    assert (out / "model.npz").exists() and load_checkpoint(out / "checkpoint.npz").state.stopped_reason == "diverged"
+    assert "diverged" in line and "no model written" in line
+    assert not (out / "model.npz").exists()  # nothing non-finite is ever written
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    assert ckpt.state.stopped_reason == "diverged"
+    assert all(np.isfinite(v).all() for v in ckpt.state.parameters.values())
     assert main(["--resume", str(out / "checkpoint.npz")]) == 1
     assert "diverged" in _one_error_line(capsys.readouterr().err)
 

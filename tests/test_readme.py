@@ -14,6 +14,7 @@ examples choose their own backend.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import os
 import re
@@ -27,7 +28,7 @@ from synthetic_mnist import write_synthetic_mnist
 
 import backend_mlp.data.sources as sources
 from backend_mlp.cli.main import main
-from backend_mlp.data import DATASETS, read_idx
+from backend_mlp.data import DATASETS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
@@ -64,8 +65,9 @@ def _data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for seed, name in enumerate(("fashion-mnist", "kmnist"), start=1):
         (folder / name).mkdir()
         sub = write_synthetic_mnist(folder / name, n_train=2000, n_test=300, seed=seed)
-        digests = {p.name.removesuffix(".gz"): hashlib.sha256(read_idx(p).tobytes()).hexdigest() for p in
-                   sub.iterdir()}
+        contents = {p.name.removesuffix(".gz"): gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+                    for p in sub.iterdir()}
+        digests = {name: hashlib.sha256(content).hexdigest() for name, content in contents.items()}
         stand_ins[name] = dataclasses.replace(DATASETS[name], sha256=digests, sha256_gz={}, mirrors=())
     monkeypatch.setattr(sources, "DATASETS", MappingProxyType(stand_ins))
     return folder

@@ -180,19 +180,19 @@ def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
 
     config = _config(batchnorm, early_stopping=True, min_improvement=0.0)
     full = train(data[0], config, data[1])
-    original = training.loop._Loop.validation_cost
+    original = training.loop._Loop._check_data_cost
     calls = {"n": 0}
 
-    def interrupted_once(self: Any, params: Any, bn_state: Any) -> float:
+    def interrupted_once(self: Any, params: Any, bn_state: Any) -> tuple[float, float]:
         calls["n"] += 1
-        if calls["n"] == 12:  # the record of step 120
+        if calls["n"] == 13:  # the initial network's cost, then the records of steps 10..110, then step 120's
             raise KeyboardInterrupt
         return original(self, params, bn_state)
 
-    monkeypatch.setattr(training.loop._Loop, "validation_cost", interrupted_once)
+    monkeypatch.setattr(training.loop._Loop, "_check_data_cost", interrupted_once)
     with pytest.raises(TrainingInterrupted) as info:
         train(data[0], config, data[1])
-    monkeypatch.setattr(training.loop._Loop, "validation_cost", original)
+    monkeypatch.setattr(training.loop._Loop, "_check_data_cost", original)
     cut = info.value.state
     assert cut.step == 119 and [s for s, _ in cut.costs][-1] == 110 and [s for s, _ in cut.val_costs][-1] == 110
     path = save_checkpoint(tmp_path / "cut.npz", config, cut)

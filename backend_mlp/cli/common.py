@@ -2,7 +2,8 @@
 
 Exit statuses: 0 done, 1 a failure (a :class:`~backend_mlp.errors.BackendMLPError`
 such as a backend this machine cannot run, or an ``OSError``), 2 a usage problem
-(:class:`~backend_mlp.errors.UsageError`, an invalid value), 130 interrupted.  Every
+(:class:`~backend_mlp.errors.UsageError`, an invalid value), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, handled like Ctrl-C once :func:`handle_sigterm` is called).  Every
 error is one line ``<prog>: error: <message>`` on stderr; ``--debug`` prints
 the traceback first, and an unexpected exception is reported as an internal error.
 """
@@ -10,14 +11,35 @@ the traceback first, and an unexpected exception is reported as an internal erro
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..errors import BackendMLPError, InputValidationError, UsageError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt`` so the same clean-up runs (exit status 143)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def handle_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupted_status(exc: BaseException) -> tuple[int, str]:
+    """``(exit status, word)`` of an interruption: 143 "terminated" for SIGTERM, else 130 "interrupted"."""
+    return (EXIT_TERMINATED, "terminated") if isinstance(exc, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,9 +76,10 @@ def run_command(
         return fail(exc, EXIT_USAGE)
     except (BackendMLPError, OSError) as exc:
         return fail(exc, EXIT_ERROR)
-    except KeyboardInterrupt:
-        print(f"{prog}: {interrupted}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        status, word = interrupted_status(exc)
+        print(f"{prog}: {interrupted.replace('interrupted', word)}", file=sys.stderr, flush=True)
+        return status
     except Exception as exc:  # a bug: still one line unless --debug
         hint = "" if debug else " (run with --debug for the traceback)"
         return fail(exc, EXIT_ERROR, prefix=f"internal error{hint}: {type(exc).__name__}: ")

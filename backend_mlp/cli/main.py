@@ -16,7 +16,7 @@ import inspect
 import sys
 from collections.abc import Sequence
 
-from .common import EXIT_OK, EXIT_USAGE
+from .common import EXIT_OK, EXIT_USAGE, handle_sigterm, interrupted_status
 
 PROG = "backend-mlp"
 
@@ -69,13 +69,21 @@ def _unknown(word: str) -> int:
     )
 
 
-def run_subcommand(name: str, argv: Sequence[str]) -> int:
-    """Run ``backend-mlp <name> argv``: the command module's ``main``, named ``backend-mlp <name>`` in messages."""
-    module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
-    command_main = module.main
+def run_subcommand(name: str, argv: Sequence[str], prog: str | None = None) -> int:
+    """Run ``backend-mlp <name> argv``: the command module's ``main``, named ``prog`` (default
+    ``backend-mlp <name>``) in messages.  Ctrl-C or SIGTERM while the command's modules load
+    (NumPy, matplotlib, ...) is one line too."""
+    prog = prog or f"{PROG} {name}"
+    handle_sigterm()
+    try:
+        command_main = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}").main
+    except KeyboardInterrupt as exc:
+        status, word = interrupted_status(exc)
+        print(f"{prog}: {word} while starting", file=sys.stderr, flush=True)
+        return status
     try:
         if "prog" in inspect.signature(command_main).parameters:
-            return int(command_main(list(argv), prog=f"{PROG} {name}"))
+            return int(command_main(list(argv), prog=prog))
         return int(command_main(list(argv)))
     except SystemExit as exc:  # --help: argparse exits after printing
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)

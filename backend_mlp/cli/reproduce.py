@@ -74,7 +74,8 @@ def _sections(text: str) -> tuple[str, ...]:
 
 
 def _command_line(argv: Sequence[str] | None, prog: str) -> str:
-    if argv is None and sys.argv and sys.argv[0].endswith(".py"):
+    """The command as the user typed it (``python scripts/...py ...`` for a script)."""
+    if sys.argv and sys.argv[0].endswith(".py") and (argv is None or list(argv) == sys.argv[1:]):
         return shlex.join(["python", *sys.argv])
     return f"{prog} {shlex.join(sys.argv[1:] if argv is None else argv)}".strip()
 

@@ -33,7 +33,7 @@ from ..experiment import SECTIONS
 from ..optimizers import OPTIMIZER_KEYWORDS, OPTIMIZERS
 from ..runs import Run, plan_run
 from ..training import ProgressEvent
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Parser, UsageError, run_command
+from .common import EXIT_ERROR, EXIT_OK, Parser, Terminated, UsageError, handle_sigterm, interrupted_status, run_command
 from .progress import Progress
 
 PROG = "train_mnist"
@@ -95,6 +95,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR",
                      help="output folder (default: runs/<data set>-h<hidden>-<optimizer>[-bn][-l2_<lambda>]-<time>)")
     run.add_argument("--resume", metavar="FILE", help="continue from a checkpoint.npz (default: a new run)")
+    run.add_argument("--overwrite", action="store_true", default=None,
+                     help="let a new run take an --out folder that holds another run's files, removing them "
+                          "(default: off: such a folder is refused)")
     run.add_argument("--checkpoint-every", type=int, metavar="N",
                      help="save the checkpoint every N records (default: 1)")
     run.add_argument("--threads", type=int, metavar="N",
@@ -169,37 +172,43 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- progress and Ctrl-C
 
 
-class _DeferredSigint:
-    """Turns Ctrl-C into a request honoured at the next record step (a consistent state).
+class _DeferredStop:
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a request honoured at the next record step (a consistent state).
 
-    A second Ctrl-C interrupts at once.  Does nothing outside the main thread.
+    A second signal stops at once.  Does nothing outside the main thread.  ``signal``
+    is the first one received; :meth:`check` raises ``KeyboardInterrupt`` for SIGINT
+    and :class:`~backend_mlp.cli.common.Terminated` for SIGTERM.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signal is not None:
+            self._raise(signum)
+        self.signal = signum
 
-    def __enter__(self) -> _DeferredSigint:
+    def _raise(self, signum: int) -> None:
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def __enter__(self) -> _DeferredStop:
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread
             pass
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
+        if self.signal is not None:
+            self._raise(self.signal)
 
 
 # --------------------------------------------------------------------------- the command
@@ -222,8 +231,14 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
     plan = plan_run(
         section=args.section, overrides=_overrides(args), dtype=args.dtype, device=args.device,
         dataset=args.dataset, data_dir=args.data_dir, out=args.out, resume=args.resume,
+        overwrite=bool(args.overwrite),
     )
-    run = Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1)
+    with Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1) as run:
+        return _train_run(run, args, argv, started, prog)
+
+
+def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: float, prog: str) -> int:
+    plan = run.plan
     splits = run.prepare()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(
@@ -238,29 +253,31 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
     if run.state is not None:
         say(f"resuming from {args.resume} at step {run.state.step} "
             f"(epoch {run.state.epochs(splits.train.n_samples):.2f})")
-    sigint = _DeferredSigint()
+    stop = _DeferredStop()
     progress = Progress(args.quiet, plan.config.num_iterations, run.state.step if run.state else 0)
 
     def on_record(event: ProgressEvent) -> None:
         progress(event)
-        sigint.check()
+        stop.check()
 
     try:
-        with sigint:
+        with stop:
             outcome = run.execute(on_record)
     finally:
         progress.close()
     if outcome.status == "interrupted":
+        status, word = interrupted_status(Terminated() if stop.signal == signal.SIGTERM else KeyboardInterrupt())
         print(
-            f"{prog}: interrupted at step {outcome.state.step}; checkpoint saved to {run.checkpoint_path}; "
+            f"{prog}: {word} at step {outcome.state.step}; checkpoint saved to {run.checkpoint_path}; "
             f"resume with: {_invocation(prog)} --resume {shlex.quote(str(run.checkpoint_path))}",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_INTERRUPTED
+        return status
     if outcome.status == "diverged":
-        print(f"{prog}: error: {outcome.error}; saved {run.model_path} and {run.checkpoint_path}",
-              file=sys.stderr, flush=True)
+        saved = (f"saved the best checked model to {run.model_path}" if "model" in outcome.files
+                 else "no model written (no check before the divergence)")
+        print(f"{prog}: error: {outcome.error}; {saved}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     metrics_path = run.write_metrics(
         outcome,
@@ -269,6 +286,8 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
         library_version=__version__,
     )
     m, files = outcome.metrics, outcome.files
+    for warning in m["warnings"]:  # shown even with --quiet
+        print(f"{prog}: warning: {warning}", file=sys.stderr, flush=True)
     say(
         f"done: {m['steps']} steps ({m['epochs']:.2f} epochs, stopped by {m['stopped_reason']}, "
         f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s\n"
@@ -290,6 +309,7 @@ def _invocation(prog: str) -> str:
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command; returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     started = time.perf_counter()
+    handle_sigterm()
     argv = list(sys.argv[1:] if argv is None else argv)
     return run_command(prog, lambda: _run(argv, started, prog), argv)
 

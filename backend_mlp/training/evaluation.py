@@ -43,3 +43,12 @@ def evaluate_accuracy(
     """Fraction of ``data`` classified correctly in inference mode."""
     xp, AL = _inference_probabilities(data, parameters, config, bn_state)
     return _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
+
+
+def evaluate(
+    data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
+) -> tuple[float, float]:
+    """``(cost, accuracy)`` of ``data`` in inference mode from one forward pass (host floats)."""
+    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+    cost = float(_cross_entropy(xp, AL, data.Y))
+    return cost, _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))

@@ -14,6 +14,14 @@ best parameters but does not count towards early stopping, so a run
 extended with a larger ``num_iterations`` stops where a longer run would.
 The parameters of the best validation check are returned.
 
+Divergence (:class:`TrainingDivergedError`) is declared at a check whose cost
+is non-finite, more than :data:`EXPLOSION` times the initial network's cost,
+or more than :data:`CHANCE_EXPLOSION` times it while the accuracy is at chance
+level (at most ``1/K + 0.05``).  The checked cost and accuracy are the
+validation set's, or the mini-batch's (cross-entropy only) without one; the
+initial cost is that of the seeded initialisation on the same data (recomputed
+on resume, so resuming decides alike).
+
 The dataset sits on the device once; inside the step loop nothing is copied
 between host and device and nothing synchronises, except the cost read-back
 at record steps and one small index upload per epoch.
@@ -34,13 +42,21 @@ from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
+from ..network import _accuracy
 from ..ops import ops_for
 from .config import TrainingConfig, configure
-from .evaluation import evaluate_cost
+from .evaluation import evaluate
 from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state, state_shapes
 from .step import _train_step
 
 Array = Any
+
+#: a check whose cost exceeds this multiple of the initial network's cost diverged
+EXPLOSION = 10.0
+#: ... or this multiple while its accuracy is at chance level
+CHANCE_EXPLOSION = 1.5
+#: samples of the training set that measure the initial cost when there is no validation set
+_REFERENCE_SAMPLES = 4096
 
 
 def train(
@@ -249,6 +265,8 @@ class _Loop:
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None
+        self.initial: TrainingState | None = None  # the seeded initialisation, for the divergence reference
+        self.initial_cost = math.nan
         self.ops = ops_for(self.backend.mutable_arrays)  # pure, or in place on fresh temporaries
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
 
@@ -256,6 +274,8 @@ class _Loop:
         st = self.state
         start = time.perf_counter() - st.elapsed_seconds
         try:
+            self.initial = new_training_state(self.config, self.data.X_rows)
+            self.initial_cost = self._check_data_cost(self.initial.parameters, self.initial.bn_state)[0]
             with self.blas_threads.steps():
                 self._run_steps(start)
         except KeyboardInterrupt:
@@ -295,26 +315,43 @@ class _Loop:
 
     def _measure(
         self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
-    ) -> tuple[float, float | None]:
-        """Host costs of a record step, changing nothing: the mini-batch cost (``AL`` was computed
-        with ``before``, L2 term included) and the validation cost with the updated ``params``."""
+    ) -> tuple[float, float | None, float, float]:
+        """Host numbers of a record step, changing nothing: the mini-batch cost (``AL`` was computed
+        with ``before``, L2 term included), the validation cost with the updated ``params``, and the
+        checked cost and accuracy (the validation set's, or the mini-batch's cross-entropy and accuracy)."""
         cfg, xp = self.config, self.xp
-        cost = _cross_entropy(xp, AL, Yb)
+        ce = _cross_entropy(xp, AL, Yb)
+        cost = ce
         if cfg.l2_lambda:
             weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
             cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
-        val_cost = None if self.val is None else self.validation_cost(params, bn_state)
-        return float(cost), val_cost
+        if self.val is None:
+            accuracy = _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(Yb, axis=0))
+            return float(cost), None, float(ce), accuracy
+        val_cost, val_accuracy = self._check_data_cost(params, bn_state)
+        return float(cost), val_cost, val_cost, val_accuracy
 
-    def _record(self, train_cost: float, val_cost: float | None) -> None:
-        """Record the measured costs of the step just committed; early stopping and callbacks."""
+    def _check_data_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> tuple[float, float]:
+        """``(cost, accuracy)`` in inference mode on the validation set, else on the first training samples."""
+        data = self.val
+        if data is None:
+            k = min(self.data.n_samples, _REFERENCE_SAMPLES)
+            data = Dataset(self.data.X_rows[:k, ...], self.data.Y_rows[:k, ...])
+        with self.blas_threads.lifted():
+            return evaluate(data, params, self.config, bn_state)
+
+    def _record(self, train_cost: float, val_cost: float | None, check_cost: float, check_accuracy: float) -> None:
+        """Record the measured costs of the step just committed; divergence, early stopping and callbacks."""
         st, cfg = self.state, self.config
         params = st.parameters
         st.costs.append((st.step, train_cost))
         if val_cost is not None:
             st.val_costs.append((st.step, val_cost))
         if not math.isfinite(train_cost) or (val_cost is not None and not math.isfinite(val_cost)):
-            self._diverged(train_cost, val_cost)
+            self._diverged(f"the cost became non-finite (train {train_cost}, validation {val_cost})")
+        explosion = self._explosion(check_cost, check_accuracy)
+        if explosion is not None:
+            self._diverged(explosion)
         if val_cost is not None:
             if val_cost < st.best_val_cost:
                 st.best_val_cost, st.best_step = val_cost, st.step
@@ -340,21 +377,32 @@ class _Loop:
         if self.checkpoint_callback is not None:
             self.checkpoint_callback(st)
 
-    def validation_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> float:
-        """Cross-entropy on the whole validation set in inference mode (host float)."""
-        assert self.val is not None
-        with self.blas_threads.lifted():
-            return evaluate_cost(self.val, params, self.config, bn_state)
+    def _explosion(self, cost: float, accuracy: float) -> str | None:
+        """Why the checked ``cost``/``accuracy`` mean divergence (see the module), or ``None``."""
+        c0, k = self.initial_cost, self.data.n_classes
+        if not math.isfinite(c0) or c0 <= 0:
+            return None
+        if cost > EXPLOSION * c0:
+            return f"the cost {cost:.4g} grew past {EXPLOSION:g}x that of the initial network ({c0:.4g})"
+        if accuracy <= 1.0 / k + 0.05 and cost > CHANCE_EXPLOSION * c0:
+            return (
+                f"the cost {cost:.4g} is {cost / c0:.1f}x that of the initial network ({c0:.4g}) and the accuracy "
+                f"{accuracy:.3f} is at chance level (1/{k})"
+            )
+        return None
 
-    def _diverged(self, train_cost: float, val_cost: float | None) -> None:
+    def _diverged(self, why: str) -> None:
         st = self.state
         st.stopped_reason = "diverged"
         result = self.result()
+        kept = (
+            f"The best parameters seen so far (step {st.best_step}) are kept in the error's .result"
+            if st.best_parameters is not None
+            else "No check came before it: the error's .result holds the initial parameters (step 0)"
+        )
         error = TrainingDivergedError(
-            f"training diverged at step {st.step}: the cost became non-finite "
-            f"(train {train_cost}, validation {val_cost}); try a smaller learning rate than "
-            f"{self.config.learning_rate}. The best parameters seen so far "
-            f"(step {st.best_step}) are kept in the error's .result"
+            f"training diverged at step {st.step}: {why}; try a smaller learning rate than "
+            f"{self.config.learning_rate:g}, e.g. {self.config.learning_rate / 10:g}. {kept}"
         )
         error.result = result  # type: ignore[attr-defined]
         raise error
@@ -364,6 +412,8 @@ class _Loop:
         params, bn_state = st.parameters, st.bn_state
         if st.best_parameters is not None:
             params, bn_state = st.best_parameters, st.best_bn_state or {}
+        elif st.stopped_reason == "diverged" and self.initial is not None:  # never the diverged parameters
+            params, bn_state = self.initial.parameters, self.initial.bn_state
         return TrainingResult(
             parameters=params,
             bn_state=bn_state,

@@ -1,0 +1,178 @@
+"""Issue 12's problems with a run's outputs, divergence and signals, one test each (numbers as in the issue).
+
+1. a diverging run never writes a non-finite model nor replaces a good one;
+2. two runs cannot share an output folder;
+3. default output folders are unique even for runs planned in the same second;
+4. temporary files of an interrupted write are removed by the next run in that folder;
+11. exploding learning rates stop with the divergence message, exit 1;
+13. Ctrl-C during start-up is one line; SIGTERM saves a checkpoint and exits 143.
+
+Runs use small synthetic MNIST-shaped files; the subprocess tests drive the real
+console entry point (``python -m backend_mlp``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_mnist import write_synthetic_mnist
+
+import backend_mlp.runs as runs
+from backend_mlp.checkpoint import load_checkpoint, load_model
+from backend_mlp.cli.train import main
+
+BASE = ["--max-steps", "60", "--record-every", "20", "--lr", "0.05", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_mnist(tmp_path_factory.mktemp("hostile_runs_data"), n_train=1000, n_test=200)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BACKEND_MLP_DATA"}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ 1
+
+
+def test_1_a_diverging_run_never_replaces_a_good_model(data_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--out", str(out)]) == 0
+    good = (out / "model.npz").read_bytes()
+    capsys.readouterr()
+    diverging = ["--data-dir", str(data_dir), *BASE, "--lr", "1e100", "--out", str(out)]
+    assert main(diverging) == 2  # the folder holds a finished run
+    assert "holds a finished run" in _one_line(capsys.readouterr().err)
+    assert (out / "model.npz").read_bytes() == good
+    # replacing it on purpose: the diverged run writes no model (none of its checks was finite)
+    assert main([*diverging, "--overwrite"]) == 1
+    assert "no model written" in _one_line(capsys.readouterr().err)
+    assert not (out / "model.npz").exists() and not (out / "metrics.json").exists()
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    assert ckpt.state.stopped_reason == "diverged"
+    assert all(np.isfinite(v).all() for v in ckpt.state.parameters.values())
+
+
+def test_1_a_run_diverging_after_checks_keeps_the_best_finite_model(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import backend_mlp.training.loop as loop
+
+    real, steps = loop._train_step, []
+
+    def blowing_up(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        steps.append(1)
+        if len(steps) > 45:  # from step 46 on, the parameters explode
+            return out._replace(parameters={k: v * np.inf for k, v in out.parameters.items()})
+        return out
+
+    monkeypatch.setattr(loop, "_train_step", blowing_up)
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--no-early-stopping", "--out", str(out)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "diverged at step 60" in line and "best checked model" in line
+    model = load_model(out / "model.npz")
+    assert model.state.best_step in (20, 40)
+    assert all(np.isfinite(v).all() for v in model.parameters.values())
+
+
+# ------------------------------------------------------------------------------------------------ 2
+
+
+def test_2_two_live_runs_cannot_share_an_out_folder(data_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "shared"
+    long_run = [sys.executable, "-m", "backend_mlp", "train", "--data-dir", str(data_dir), "--max-steps", "1000000",
+                "--record-every", "10", "--no-early-stopping", "--lr", "0.01", "--threads", "1", "--quiet",
+                "--out", str(out)]
+    first = subprocess.Popen(long_run, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoint.npz").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run did not start"
+            time.sleep(0.05)
+        assert main(["--data-dir", str(data_dir), *BASE, "--out", str(out)]) == 2
+        assert "in use by a live run (pid" in _one_line(capsys.readouterr().err)
+        assert main(["--data-dir", str(data_dir), *BASE, "--out", str(out), "--overwrite"]) == 2  # not even so
+        capsys.readouterr()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 143 and "terminated at step" in _one_line(err)  # problem 13: SIGTERM
+    resumed = main(["--resume", str(out / "checkpoint.npz"), "--max-steps", "50", "--quiet", "--threads", "1"])
+    assert resumed in (0, 2)  # the lock died with the process: the folder is usable again
+
+
+# ------------------------------------------------------------------------------------------------ 3
+
+
+def test_3_runs_planned_in_the_same_second_get_their_own_folders(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda *a: "20261201-120000")
+    plans = [runs.plan_run(overrides={"num_iterations": 20}, data_dir=str(data_dir)) for _ in range(2)]
+    folders = []
+    for plan in plans:
+        with runs.Run(plan, threads=1) as run:
+            run.prepare()
+            folders.append(run.plan.out)
+    assert folders[0] != folders[1] and all(f.is_dir() for f in folders)
+    assert folders[1].name == folders[0].name + "-2"
+
+
+# ------------------------------------------------------------------------------------------------ 4
+
+
+def test_4_temporary_files_of_an_interrupted_write_are_removed(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--max-steps", "20", "--out", str(out)]) == 0
+    leftover = out / ".checkpoint.npz.k3j9x2.part"  # what a SIGKILL inside atomic_write_bytes leaves
+    leftover.write_bytes(b"\0" * 4096)
+    assert main(["--resume", str(out / "checkpoint.npz"), "--max-steps", "40", "--quiet", "--threads", "1"]) == 0
+    assert not leftover.exists()
+
+
+# ------------------------------------------------------------------------------------------------ 11
+
+
+@pytest.mark.parametrize("lr", ["30", "1e9"])
+def test_11_exploding_learning_rates_stop_as_diverged(data_dir: Path, tmp_path: Path, capsys, lr: str) -> None:
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(data_dir), "--max-steps", "400", "--record-every", "20", "--lr", lr, "--threads", "1",
+            "--quiet", "--out", str(out)]
+    assert main(argv) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "training diverged" in line and "try a smaller learning rate" in line
+    assert not (out / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ 13
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3])
+def test_13_ctrl_c_during_start_up_is_one_line(data_dir: Path, tmp_path: Path, delay: float) -> None:
+    cmd = [sys.executable, "-m", "backend_mlp", "train", "--data-dir", str(data_dir), "--quiet",
+           "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in _one_line(err)
