@@ -13,7 +13,8 @@ else that ``json`` cannot write raises ``TypeError`` naming its type before
 the file is touched, so an existing file is never left half-written.
 
 Failures to create or write a file raise :class:`backend_mlp.errors.DataError`
-naming the path.
+naming the path; :func:`read_bytes` and :func:`reading` do the same for reading (a missing file, a
+folder, permission denied), with the error type the caller chooses.
 """
 
 from __future__ import annotations
@@ -23,31 +24,81 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np  # host-side I/O only: NumPy scalars in reports
 
-from .errors import DataError
+from .errors import BackendMLPError, DataError
 
-__all__ = ["atomic_write_bytes", "json_ready", "write_json"]
+__all__ = ["atomic_write_bytes", "json_ready", "read_at_most", "read_bytes", "reading", "write_json"]
 
 
-def read_bytes(path: str | os.PathLike[str], what: str, expected: str, error: type[Exception] = DataError) -> bytes:
+def read_bytes(
+    path: str | os.PathLike[str],
+    what: str,
+    expected: str,
+    error: type[Exception] = DataError,
+    *,
+    max_bytes: int | None = None,
+) -> bytes:
     """The content of the file ``path`` (a ``what`` such as ``"IDX file"``); ``error`` names what went wrong.
 
-    A missing file, a folder, or an unreadable file raises ``error`` with a
-    message that says which and what was ``expected`` (e.g. ``"a .npz file"``).
+    A missing file, a folder, an unreadable file (permission denied included) or, with ``max_bytes``, a
+    file larger than that (checked before reading it) raises ``error`` with one line that says which
+    and what was ``expected`` (e.g. ``"a .npz file"``).
     """
     p = Path(path)
+    with reading(p, what, expected, error) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{what} {p} has {size} bytes, more than the limit of {max_bytes}; expected {expected}")
+        if max_bytes is None:
+            return fh.read()
+        data = read_at_most(fh, max_bytes)
+        if len(data) > max_bytes:  # a file that grew, or one without a size
+            raise error(f"{what} {p} has more than {max_bytes} bytes, the limit; expected {expected}")
+        return data
+
+
+def read_at_most(fh: BinaryIO, n: int) -> bytes:
+    """The rest of ``fh`` up to ``n + 1`` bytes (one more tells that there were more), read in pieces of
+    16 MiB: a single ``fh.read(n + 1)`` would reserve ``n + 1`` bytes first, however short the file."""
+    chunks: list[bytes] = []
+    while n >= 0 and (chunk := fh.read(min(n + 1, 1 << 24))):
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def reading(
+    path: str | os.PathLike[str], what: str, expected: str, error: type[Exception] = DataError
+) -> Iterator[BinaryIO]:
+    """``path`` open for binary reading; an ``OSError`` while opening or reading it becomes ``error``
+    with one line naming the file (see :func:`read_bytes`).  Errors of this library pass unchanged."""
+    p = Path(path)
     try:
-        return p.read_bytes()
+        fh = open(p, "rb")  # closed below
     except FileNotFoundError:
         raise error(f"{what} not found: {p} (expected {expected})") from None
     except IsADirectoryError:
         raise error(f"{what} {p} is a folder; expected {expected}") from None
+    except PermissionError:
+        raise error(
+            f"cannot read {what} {p}: permission denied; make it readable for your user (chmod u+r {p}, or ask "
+            "its owner) or use a copy you can read"
+        ) from None
     except OSError as exc:
         raise error(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            yield fh
+        except BackendMLPError:
+            raise
+        except OSError as exc:  # e.g. an I/O error in the middle of the file
+            raise error(f"cannot read {what} {p}: {exc.strerror or exc}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import http.server
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +41,12 @@ WRONG_GZ = {name: gzip.compress(encode_idx(a), mtime=0) for name, a in fake_arra
 
 
 class Server:
-    """A tiny HTTP server: ``routes`` maps URL paths to bodies, everything else is 404."""
+    """A tiny HTTP server: ``routes`` maps URL paths to bodies, everything else is 404.
+
+    A route may also be a function of the request handler that writes the whole answer itself."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, bytes] = {}
+        self.routes: dict[str, bytes | Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
         self.hits: list[str] = []
         outer = self
 
@@ -54,6 +56,9 @@ class Server:
                 body = outer.routes.get(self.path)
                 if body is None:
                     self.send_error(404, "Not Found")
+                    return
+                if callable(body):
+                    body(self)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -71,7 +76,7 @@ class Server:
         )
         self.thread.start()
 
-    def mirror(self, prefix: str, files: dict[str, bytes] | None = None) -> str:
+    def mirror(self, prefix: str, files: dict | None = None) -> str:
         for name, body in (files or {}).items():
             self.routes[f"/{prefix}/{name}.gz"] = body
         return f"http://127.0.0.1:{self.port}/{prefix}/"
@@ -145,7 +150,7 @@ def test_second_load_uses_cache(server: Server, tmp_path: Path) -> None:
     load_mnist(cache_dir=cache, mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT)
     assert len(server.hits) == 4
     check_arrays(load_mnist(cache_dir=cache, mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT))
-    check_arrays(load_mnist(cache_dir=cache, mirrors=[url], timeout=TIMEOUT, download=False))
+    check_arrays(load_mnist(cache_dir=cache, mirrors=[url], checksums=CHECKSUMS, download=False))
     assert len(server.hits) == 4
 
 
@@ -201,7 +206,7 @@ def test_bad_mirror_then_good_mirror(server: Server, isolated_env: Path) -> None
 def test_truncated_gzip_from_mirror(server: Server, isolated_env: Path) -> None:
     truncated = {name: body[: len(body) // 2] for name, body in GZ.items()}
     url = server.mirror("trunc", truncated)
-    with pytest.raises(ChecksumError, match="damaged gzip"):
+    with pytest.raises(ChecksumError, match=r"is damaged \(truncated"):
         load_mnist(mirrors=[url], checksums=CHECKSUMS, timeout=TIMEOUT)
     assert list(isolated_env.iterdir()) == []
 

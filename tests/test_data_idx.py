@@ -8,7 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend_mlp.data.idx import IMAGES_MAGIC, LABELS_MAGIC, encode_idx, parse_idx, read_idx, write_idx
+from backend_mlp.data.idx import (
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    MAX_IDX_BYTES,
+    MAX_IDX_BYTES_ENV,
+    encode_idx,
+    gunzip_idx,
+    idx_size_limit,
+    parse_idx,
+    read_idx,
+    write_idx,
+)
 from backend_mlp.errors import DataError, InputValidationError
 
 
@@ -165,7 +176,9 @@ def test_payload_too_long(tmp_path: Path, images: np.ndarray, suffix: str) -> No
     with pytest.raises(DataError) as info:
         read_idx(bad)
     msg = str(info.value)
-    assert "too long" in msg and "3 extra bytes" in msg and str(bad) in msg
+    assert "too long" in msg and str(bad) in msg
+    # raw: the file's size says how much; gzip data are cut where they pass the declared size
+    assert ("expand beyond the 156 bytes its header declares" if suffix else "3 extra bytes") in msg
 
 
 def test_write_is_atomic_on_failure(tmp_path: Path, images: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,3 +196,59 @@ def test_write_is_atomic_on_failure(tmp_path: Path, images: np.ndarray, monkeypa
         write_idx(target, images[:2])
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.gz"]
+
+
+# --------------------------------------------------------------------------- size limits and gzip streams
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_limit_argument_and_environment_variable(tmp_path: Path, images: np.ndarray, suffix: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_idx(tmp_path / f"imgs{suffix}", images)  # 16 + 140 bytes
+    np.testing.assert_array_equal(read_idx(path, limit=156), images)
+    with pytest.raises(DataError, match="declares 156 bytes .*more than the limit of 155 bytes"):
+        read_idx(path, limit=155)
+    monkeypatch.setenv(MAX_IDX_BYTES_ENV, "100")
+    with pytest.raises(DataError, match=f"limit of 100 bytes .*{MAX_IDX_BYTES_ENV}"):
+        read_idx(path)
+    monkeypatch.setenv(MAX_IDX_BYTES_ENV, "lots")
+    with pytest.raises(InputValidationError, match=f"{MAX_IDX_BYTES_ENV}: received 'lots'"):
+        read_idx(path)
+    with pytest.raises(InputValidationError, match="limit: received 0"):
+        read_idx(path, limit=0)
+    assert idx_size_limit(7) == 7 and MAX_IDX_BYTES == 2**31
+
+
+def test_gzip_larger_than_any_file_within_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.gz"
+    path.write_bytes(gzip.compress(encode_idx(np.zeros(1, np.uint8))) + bytes(3 << 20))
+    with pytest.raises(DataError, match="big.gz has 3145757 bytes, more than 1052688, .* limit of 4096 bytes"):
+        read_idx(path, limit=4096)
+
+
+def test_gzip_members_and_padding_as_gzip_decompress_reads_them(tmp_path: Path, images: np.ndarray) -> None:
+    data = encode_idx(images)
+    path = tmp_path / "parts.gz"
+    path.write_bytes(gzip.compress(data[:10]) + gzip.compress(data[10:]) + bytes(5))  # two members, zero padding
+    np.testing.assert_array_equal(read_idx(path), images)
+    path.write_bytes(gzip.compress(data) + b"junk")
+    with pytest.raises(DataError, match="damaged .*4 bytes of something else after the end"):
+        read_idx(path)
+    assert gunzip_idx(gzip.compress(data[:30]), "x.gz") == data[:30]  # short content: parse_idx reports it
+
+
+def test_dimensions_too_large_for_numpy_even_with_a_zero() -> None:
+    """Found by tests/test_fuzz_idx.py: NumPy refuses such a shape with ValueError even when it holds a 0."""
+    data = bytes([0, 0, 0x0B, 3]) + b"".join(n.to_bytes(4, "big") for n in (0, 2**31, 2**31))
+    with pytest.raises(DataError, match=r"dimensions \(0, 2147483648, 2147483648\), too large for an array"):
+        parse_idx(data, source="x")
+
+
+def test_read_bytes_with_a_limit(tmp_path: Path) -> None:
+    from backend_mlp.files import read_bytes
+
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    assert read_bytes(path, "test file", "a file", max_bytes=5) == b"12345"
+    with pytest.raises(DataError, match="test file .* has 5 bytes, more than the limit of 4"):
+        read_bytes(path, "test file", "a file", max_bytes=4)

@@ -157,8 +157,10 @@ def test_cache_without_download(tmp_path: Path) -> None:
     assert "download=False" in msg and "--data-dir" in msg and "BACKEND_MLP_DATA" in msg
     for name in MNIST_FILES:
         assert name in msg
-    write_folder(cache, fake_mnist())
-    assert load_mnist(download=False, cache_dir=cache).train_labels.shape == (N_TRAIN,)
+    arrays = fake_mnist()
+    write_folder(cache, arrays)
+    sums = {name: hashlib.sha256(encode_idx(a)).hexdigest() for name, a in arrays.items()}  # cached files are
+    assert load_mnist(download=False, cache_dir=cache, checksums=sums).train_labels.shape == (N_TRAIN,)  # verified
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

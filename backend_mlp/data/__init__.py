@@ -13,7 +13,8 @@ Modules:
 - :mod:`~backend_mlp.data.dataset`: :class:`Dataset`, data placed on a backend, sample-major;
 - :mod:`~backend_mlp.data.splits`: :func:`prepare_splits` (and :func:`prepare_mnist`), the report's
   train/validation/test protocol for any data set, returning :class:`DataSplits`;
-- :mod:`~backend_mlp.data.idx`: reading and writing IDX files.
+- :mod:`~backend_mlp.data.idx`: reading and writing IDX files, within size limits (a file is checked
+  against the size its header declares, at most ``MAX_IDX_BYTES``, 2 GiB; gzip data decompressed within it).
 
 Atomic file writing lives in :mod:`backend_mlp.files`.
 """

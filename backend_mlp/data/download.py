@@ -10,14 +10,24 @@ files are looked for, in order:
    set has its own sub-folder: Fashion-MNIST and KMNIST use MNIST's file names.
 
 An explicit folder (1 or 2) is never written to; each file may be there gzipped
-(``NAME.gz``) or raw (``NAME``, or the ``train-images.idx3-ubyte`` spelling).
+(``NAME.gz``) or raw (``NAME``, or the ``train-images.idx3-ubyte`` spelling); two copies
+of one file (say ``NAME`` and ``NAME.gz``) must have the same content, or the folder
+is refused.
 Downloads are checked against the SHA-256 of the uncompressed content
 (``spec.sha256``), else of the served ``.gz`` bytes (``spec.sha256_gz``), else, for
 a file without a known digest, for a valid IDX structure; they are written
-atomically, stored as ``NAME.gz`` in the cache (the served gzip bytes unchanged).  Problems raise
-:class:`~backend_mlp.errors.DataError` (missing files),
+atomically, stored as ``NAME.gz`` in the cache (the served gzip bytes unchanged).
+Files in the cache are verified against the same digests every time they are loaded
+(:func:`cached_file_problem`); a wrong one is downloaded again when downloads are
+allowed (with a warning), else refused (:func:`replace_cached_file`).
+
+Limits: a mirror's answer may not exceed :data:`MAX_DOWNLOAD_BYTES` (its
+``Content-Length`` is checked before the body is read, the body while it is read), and
+gzip data are decompressed within the size the IDX header declares
+(:func:`~backend_mlp.data.idx.gunzip_idx`); both are checked before any checksum.  Problems raise
+:class:`~backend_mlp.errors.DataError` (missing or unreadable files, conflicting copies),
 :class:`~backend_mlp.errors.DownloadError` (no mirror reachable) or
-:class:`~backend_mlp.errors.ChecksumError` (no mirror served data that verifies).
+:class:`~backend_mlp.errors.ChecksumError` (no mirror served data that verifies, a wrong cached file).
 """
 
 from __future__ import annotations
@@ -28,12 +38,13 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ChecksumError, DataError, DownloadError, InputValidationError
 from ..files import atomic_write_bytes
-from .idx import parse_idx
+from .idx import gunzip_idx, parse_idx, read_idx_bytes
 from .sources import MNIST, DatasetSpec
 
 __all__ = [
@@ -42,7 +53,10 @@ __all__ = [
     "ProgressCallback",
     "default_cache_dir",
     "locate_dataset",
+    "MAX_DOWNLOAD_BYTES",
+    "cached_file_problem",
     "check_digest",
+    "replace_cached_file",
     "verify_sha256",
 ]
 
@@ -50,6 +64,11 @@ __all__ = [
 DATA_ENV = "BACKEND_MLP_DATA"
 #: Environment variable naming the base download cache folder (one sub-folder per data set).
 CACHE_ENV = "BACKEND_MLP_CACHE"
+
+#: The most bytes a mirror may send for one file (256 MiB; MNIST's largest file is 9.9 MB gzipped,
+#: 47 MB raw): a larger ``Content-Length`` is refused before the body is read, a longer body once
+#: it passes the limit.
+MAX_DOWNLOAD_BYTES = 256 << 20
 
 #: ``progress(file_name, bytes_received, total_bytes_or_None)``, called while downloading.
 ProgressCallback = Callable[[str, int, "int | None"], None]
@@ -80,12 +99,29 @@ def _spellings(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _find(folder: Path, name: str) -> Path | None:
-    for candidate in _spellings(name):
-        p = folder / candidate
-        if p.is_file():
-            return p
-    return None
+def _find(folder: Path, name: str, where: str, fix: str) -> Path | None:
+    """The copy of ``name`` in ``folder`` (raw first), None when there is none; ``where`` names the folder
+    and ``fix`` says what to do in messages.  Several copies must have the same content."""
+    try:
+        found = [folder / c for c in _spellings(name) if (folder / c).is_file()]
+    except PermissionError:
+        raise _denied(where, folder, fix) from None
+    if len(found) > 1:
+        digests = {p: hashlib.sha256(read_idx_bytes(p)).hexdigest() for p in found}
+        if len(set(digests.values())) > 1:
+            a = found[0]
+            b = next(p for p in found if digests[p] != digests[a])
+            raise DataError(
+                f"{where} holds two copies of {name} that differ: {a.name} and {b.name} (SHA-256 "
+                f"{digests[a][:16]}... and {digests[b][:16]}... of their content); expected one copy, or "
+                "identical ones. Delete the wrong one."
+            )
+    return found[0] if found else None
+
+
+def _denied(where: str, folder: Path, fix: str) -> DataError:
+    return DataError(f"cannot look into the {where}: permission denied; give your user access "
+                     f"(chmod u+rx {folder}, or ask its owner) or {fix}")
 
 
 def _explicit_folder(data_dir: str | os.PathLike[str] | None, spec: DatasetSpec) -> tuple[Path, str] | None:
@@ -127,6 +163,20 @@ def locate_dataset(
     Raises :class:`DataError` (missing files), :class:`DownloadError` (no mirror
     reachable) or :class:`ChecksumError`.
     """
+    return _locate(spec, data_dir, download, cache_dir, mirrors, checksums, timeout, progress)[0]
+
+
+def _locate(
+    spec: DatasetSpec,
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+    cache_dir: str | os.PathLike[str] | None,
+    mirrors: Sequence[str] | None,
+    checksums: Mapping[str, str] | None,
+    timeout: float,
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, Path], Path | None]:
+    """:func:`locate_dataset`'s paths, and the cache folder when they are in the cache (else None)."""
     if not isinstance(spec, DatasetSpec):
         raise InputValidationError(
             f"spec: received {type(spec).__name__}; expected a DatasetSpec such as backend_mlp.data.MNIST"
@@ -135,9 +185,10 @@ def locate_dataset(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(spec)
     if explicit is not None:
         folder, source = explicit
-        return _locate_explicit(spec, folder, source, cache)
+        return _locate_explicit(spec, folder, source, cache), None
 
-    found = {name: _find(cache, name) for name in spec.file_names}
+    where, fix = f"{spec.title} cache folder {cache}", f"set {CACHE_ENV} to a folder you own"
+    found = {name: _find(cache, name, where, fix) for name in spec.file_names}
     missing = [name for name, p in found.items() if p is None]
     if missing and not download:
         raise DataError(
@@ -159,7 +210,7 @@ def locate_dataset(
         for name in missing:
             expected = (sums.get(name), spec.sha256_gz.get(name))
             found[name] = _download(spec, name, cache, mirror_list, expected, timeout, progress)
-    return {name: p for name, p in found.items() if p is not None}
+    return {name: p for name, p in found.items() if p is not None}, cache
 
 
 def _locate_explicit(spec: DatasetSpec, folder: Path, source: str, cache: Path) -> dict[str, Path]:
@@ -170,11 +221,17 @@ def _locate_explicit(spec: DatasetSpec, folder: Path, source: str, cache: Path) 
            if spec.mirrors else ".")
     )
     what = f"{spec.title} data folder {folder} (from the {source})"
-    if not folder.exists():
-        raise DataError(f"{what} does not exist. {how}")
-    if not folder.is_dir():
-        raise DataError(f"{what} is not a folder. {how}")
-    found = {name: _find(folder, name) for name in spec.file_names}
+    fix = f"point --data-dir / {DATA_ENV} at a copy you can read"
+    try:
+        if not folder.exists():
+            raise DataError(f"{what} does not exist. {how}")
+        if not folder.is_dir():
+            raise DataError(f"{what} is not a folder. {how}")
+    except PermissionError:  # a folder above it cannot be searched
+        raise _denied(what, folder, fix) from None
+    if not os.access(folder, os.X_OK):
+        raise _denied(what, folder, fix)
+    found = {name: _find(folder, name, what, fix) for name in spec.file_names}
     missing = [name for name, p in found.items() if p is None]
     if missing:
         raise DataError(
@@ -203,18 +260,26 @@ def _check_mirrors(spec: DatasetSpec, mirrors: Sequence[str] | None) -> tuple[st
 
 
 def _fetch(url: str, name: str, timeout: float, progress: ProgressCallback | None) -> bytes:
+    """The body served at ``url``; :class:`DataError` when it is larger than :data:`MAX_DOWNLOAD_BYTES`."""
+    limit = MAX_DOWNLOAD_BYTES
     # A fresh opener per call so proxy settings are read from the environment now.
     opener = urllib.request.build_opener()
     request = urllib.request.Request(url, headers={"User-Agent": "backend_mlp"})
     with opener.open(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > limit:
+            raise DataError(f"refused: Content-Length {total} bytes, more than the limit of {limit} bytes for "
+                            "one file; nothing read")
         chunks: list[bytes] = []
         received = 0
         while True:
-            chunk = response.read(1 << 16)
+            chunk = response.read(min(1 << 16, limit + 1 - received))
             if not chunk:
                 break
+            if received + len(chunk) > limit:
+                raise DataError(f"refused: the body is longer than the limit of {limit} bytes for one file; "
+                                "stopped reading there")
             chunks.append(chunk)
             received += len(chunk)
             if progress is not None:
@@ -241,6 +306,10 @@ def _download(
         url = mirror.rstrip("/") + "/" + name + ".gz"
         try:
             payload = _fetch(url, name, timeout, progress)
+        except DataError as exc:  # too large
+            bad_data = True
+            attempts.append(f"{url} ({exc})")
+            continue
         except urllib.error.HTTPError as exc:
             exc.close()
             attempts.append(f"{url} (HTTP {exc.code} {exc.reason})")
@@ -253,11 +322,11 @@ def _download(
             continue
 
         is_gzip = payload.startswith(b"\x1f\x8b")
-        try:
-            content = gzip.decompress(payload) if is_gzip else payload
-        except (EOFError, OSError, ValueError) as exc:  # gzip.BadGzipFile, zlib.error
+        try:  # within the size the IDX header declares, before any checksum
+            content = gunzip_idx(payload, f"{name}.gz", hint="") if is_gzip else payload
+        except DataError as exc:
             bad_data = True
-            attempts.append(f"{url} (damaged gzip data: {exc})")
+            attempts.append(f"{url} ({exc})")
             continue
         problem = _verify_download(payload, content, is_gzip, expected_sha256, expected_gz)
         if problem:
@@ -288,6 +357,56 @@ def _download(
         f"access, or the mirrors are down). Mirrors tried: {tried}. Last error: {attempts[-1]}. "
         f"{_provide_hint(spec)}"
     )
+
+
+def cached_file_problem(
+    spec: DatasetSpec, name: str, digests: Mapping[str, str], checksums: Mapping[str, str] | None = None
+) -> str | None:
+    """Why the cached file ``name`` does not verify, None when it does (or nothing is published for it).
+
+    ``digests`` are the file's as loaded: ``"sha256"`` of its content, ``"sha256_gz"`` of the file
+    when it is gzip.  The content digest in ``checksums`` (default ``spec.sha256``) decides, else
+    ``spec.sha256_gz``, which a file stored uncompressed cannot match."""
+    expected = (spec.sha256 if checksums is None else checksums).get(name)
+    if expected is not None:
+        if digests["sha256"] != expected.lower():
+            return f"has SHA-256 {digests['sha256']} of its content; expected {expected}"
+        return None
+    expected = spec.sha256_gz.get(name)
+    if expected is None:
+        return None
+    got = digests.get("sha256_gz")
+    if got is None:
+        return f"is stored uncompressed, so it cannot be checked against the published SHA-256 {expected} of {name}.gz"
+    return None if got == expected else f"has SHA-256 {got}; expected {expected}, the published .gz file's"
+
+
+def replace_cached_file(
+    spec: DatasetSpec,
+    name: str,
+    path: Path,
+    problem: str,
+    *,
+    download: bool = True,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Download the cached file ``path`` of ``name`` again because of ``problem`` (:func:`cached_file_problem`),
+    with a warning, and return the new path; raise :class:`ChecksumError` when downloads are off or
+    ``spec`` has no mirrors."""
+    where, can = f"{spec.title} file {path} in the download cache", bool(mirrors or spec.mirrors)
+    if not download or not can:
+        fix = "delete it and load again with downloads allowed to fetch a fresh copy" if can else \
+            "replace it with the published file"
+        why = "downloads are off: download=False" if can else f"{spec.title} has no download mirrors"
+        raise ChecksumError(f"{where} {problem}; it is damaged or not the published data: {fix} ({why}).")
+    warnings.warn(f"{where} {problem}; deleted it and downloaded it again", stacklevel=3)
+    path.unlink(missing_ok=True)
+    sums = spec.sha256 if checksums is None else checksums
+    expected = (sums.get(name), spec.sha256_gz.get(name))
+    return _download(spec, name, path.parent, _check_mirrors(spec, mirrors), expected, timeout, progress)
 
 
 def _verify_download(

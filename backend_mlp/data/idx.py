@@ -9,7 +9,17 @@ Arrays come back as host NumPy arrays with the file's dimensions, in native byte
 order (MNIST images ``(n, rows, cols)`` uint8, labels ``(n,)`` uint8).  Writing
 goes through :func:`backend_mlp.files.atomic_write_bytes`.  Every problem with a
 file raises :class:`backend_mlp.errors.DataError` whose message names the file,
-what was wrong and what was expected.
+what was wrong and what was expected; nothing else escapes for any content
+(``tests/test_fuzz_idx.py`` feeds random and mutated files to check it).
+
+Size limits, so that a small file cannot take memory out of proportion: a
+file's size is checked against what its header declares (``header + prod(dims)
+* itemsize`` bytes) before its data are read, gzip data are decompressed
+incrementally and refused as soon as they expand beyond that size, and no file
+may declare more than :data:`MAX_IDX_BYTES` (2 GiB; the environment variable
+``BACKEND_MLP_MAX_IDX_BYTES`` or the ``limit`` argument sets another number of
+bytes).  A 4 MB gzip bomb that expands to 4 GB is refused after reading its
+header, in a few megabytes of memory.
 """
 
 from __future__ import annotations
@@ -23,15 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputValidationError
-from ..files import atomic_write_bytes, read_bytes
+from ..files import atomic_write_bytes, read_at_most, reading
 
 __all__ = [
     "IDX_DTYPES",
     "LABELS_MAGIC",
     "IMAGES_MAGIC",
+    "MAX_IDX_BYTES",
+    "MAX_IDX_BYTES_ENV",
+    "idx_size_limit",
     "read_idx",
     "read_idx_bytes",
+    "read_idx_file",
     "decompress_idx_bytes",
+    "gunzip_idx",
     "is_gzip",
     "parse_idx",
     "encode_idx",
@@ -54,7 +69,16 @@ LABELS_MAGIC = 0x00000801
 #: Magic number of a 3-D uint8 IDX file (MNIST images).
 IMAGES_MAGIC = 0x00000803
 
+#: Upper limit on the uncompressed size of one IDX file, header included (2 GiB), unless
+#: :data:`MAX_IDX_BYTES_ENV` or a ``limit`` argument says otherwise.
+MAX_IDX_BYTES = 2 << 30
+#: Environment variable setting another limit for :data:`MAX_IDX_BYTES`, in bytes.
+MAX_IDX_BYTES_ENV = "BACKEND_MLP_MAX_IDX_BYTES"
+
 _GZIP_SIGNATURE = b"\x1f\x8b"
+_HEADER_MAX = 4 + 4 * 255  # the longest header: 255 dimensions
+_DAMAGED_HINT = " Delete the file and download it again."
+_Header = tuple[np.dtype, tuple[int, ...], int]  # dtype, dimensions, header length
 
 
 def _describe_codes() -> str:
@@ -65,22 +89,73 @@ def _magic_text(magic: int) -> str:
     return f"{magic} (0x{magic:08X})"
 
 
-def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The uncompressed content of an IDX file (gunzipped when it is gzip data).
+def idx_size_limit(limit: int | None = None) -> int:
+    """The limit in force on one IDX file's uncompressed size: ``limit`` when given, else
+    ``$BACKEND_MLP_MAX_IDX_BYTES``, else :data:`MAX_IDX_BYTES`."""
+    if limit is None:
+        env = os.environ.get(MAX_IDX_BYTES_ENV, "").strip()
+        if not env:
+            return MAX_IDX_BYTES
+        if not env.isdigit() or int(env) <= 0:
+            raise InputValidationError(
+                f"{MAX_IDX_BYTES_ENV}: received {env!r}; expected a positive number of bytes, e.g. {MAX_IDX_BYTES}"
+            )
+        return int(env)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise InputValidationError(f"limit: received {limit!r}; expected a positive number of bytes")
+    return limit
 
-    A file is treated as gzip when its name ends in ``.gz`` or its content starts
-    with the gzip signature.  Raises :class:`DataError` for a missing or unreadable
-    file and for truncated or corrupted gzip data.
+
+def read_idx_file(
+    path: str | os.PathLike[str], *, limit: int | None = None, what: str = "IDX file"
+) -> tuple[bytes, bytes | None]:
+    """``(content, gzip bytes)`` of an IDX file: its uncompressed content, and the file's own bytes
+    when it is gzip data (None for a raw file).
+
+    A file is gzip when its name ends in ``.gz`` or it starts with the gzip signature.  A raw file's
+    size must be what its header declares, checked before its data are read; gzip data are
+    decompressed by :func:`gunzip_idx`.  ``what`` names the file in messages (``"MNIST file"``).
+    Raises :class:`DataError` for a missing, unreadable or damaged file and one over the limit
+    (:func:`idx_size_limit`).
     """
-    p = Path(path)
-    return decompress_idx_bytes(read_bytes(p, "IDX file", "an existing file, gzipped or raw"), p)
+    p, cap = Path(path), idx_size_limit(limit)
+    with reading(p, what, "an existing file, gzipped or raw") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(_HEADER_MAX)
+        if is_gzip(head, p):
+            most = cap + (cap >> 8) + (1 << 20)  # deflate's worst case for `cap` bytes, generously
+            raw = head if size > most else head + read_at_most(fh, most - len(head))
+            if len(raw) > most or size > most:  # (read to the limit: a file without a size, or one that grew)
+                raise DataError(
+                    f"gzip file {p} has {max(size, len(raw))} bytes, more than {most}, the most that gzip data of an "
+                    f"IDX file within the limit of {cap} bytes can have; refused ({MAX_IDX_BYTES_ENV} sets another "
+                    "limit)"
+                )
+            return gunzip_idx(raw, p, limit=cap), raw
+        header = _header(head, str(p))
+        if header is None:  # too short for a header: parse_idx says so
+            return head, None
+        need = _declared_size(header, str(p), cap)
+        if size > 0 and size != need:  # size 0: not a regular file, so read and compare
+            raise DataError(f"IDX file {p}: {_length_problem(header, size - header[2])} ({size} bytes in all); "
+                            "refused before reading its data")
+        data = head + read_at_most(fh, need - len(head))
+    if len(data) != need:
+        raise DataError(f"IDX file {p}: {_length_problem(header, len(data) - header[2])}")
+    return data, None
 
 
-def decompress_idx_bytes(raw: bytes, path: str | os.PathLike[str]) -> bytes:
-    """``raw``, the bytes of the file ``path``, gunzipped when the name ends in ``.gz`` or the
-    content starts with the gzip signature (else returned as they are)."""
+def read_idx_bytes(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+    """The uncompressed content of an IDX file (gunzipped when it is gzip data), within the limits of
+    :func:`read_idx_file`.  Raises :class:`DataError` for a missing, unreadable, damaged or too large file."""
+    return read_idx_file(path, limit=limit)[0]
+
+
+def decompress_idx_bytes(raw: bytes, path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+    """``raw``, the bytes of the file ``path``, gunzipped by :func:`gunzip_idx` when the name ends in
+    ``.gz`` or the content starts with the gzip signature (else returned as they are)."""
     if is_gzip(raw, path):
-        return _gunzip(raw, str(path))
+        return gunzip_idx(raw, path, limit=limit)
     return raw
 
 
@@ -89,34 +164,66 @@ def is_gzip(raw: bytes, path: str | os.PathLike[str] = "") -> bool:
     return Path(path).suffix == ".gz" or raw.startswith(_GZIP_SIGNATURE)
 
 
-def _gunzip(raw: bytes, source: str) -> bytes:
-    """Decompress gzip data, turning every kind of damage into :class:`DataError`."""
+def gunzip_idx(
+    raw: bytes, source: str | os.PathLike[str], *, limit: int | None = None, hint: str = _DAMAGED_HINT
+) -> bytes:
+    """Decompress the gzip data ``raw`` of an IDX file (``source`` names it), bounded by its header.
+
+    Decompression is incremental: the IDX header is read from the first bytes, and the output may
+    never exceed the size it declares (``header + prod(dims) * itemsize``), nor may that size exceed
+    the limit (:func:`idx_size_limit`).  Concatenated gzip members are read as one stream, as by
+    :func:`gzip.decompress`.  Raises :class:`DataError` (ending in ``hint``) for truncated or
+    corrupted data, a bad header, or data beyond the declared size; content shorter than its header
+    declares is returned for :func:`parse_idx` to report.
+    """
+    cap, source = idx_size_limit(limit), str(source)
+    chunks: list[bytes] = []
+    total, need, header = 0, None, None
+    stream, pending = zlib.decompressobj(31), raw
     try:
-        return _gzip.decompress(raw)
-    except EOFError as exc:
-        detail = f"truncated: {exc}"
-    except _gzip.BadGzipFile as exc:
-        detail = f"not valid gzip data: {exc}"
+        while True:
+            before = len(pending)
+            chunk = stream.decompress(pending, (_HEADER_MAX if need is None else need) + 1 - total)
+            pending = stream.unconsumed_tail
+            chunks.append(chunk)
+            total += len(chunk)
+            if need is None:
+                chunks = [b"".join(chunks)]
+                header = _header(chunks[0], source)
+                if header is not None:
+                    need = _declared_size(header, source, cap)
+            if need is not None and total > need:
+                assert header is not None
+                raise DataError(
+                    f"IDX file {source}: payload too long: the gzip data expand beyond the {need} bytes its header "
+                    f"declares (dimensions {header[1]} of {header[0].name}, header included); refused there"
+                )
+            if stream.eof:
+                rest = stream.unused_data.lstrip(b"\0")  # gzip.decompress ignores zero padding
+                if not rest:
+                    return b"".join(chunks)
+                if not rest.startswith(_GZIP_SIGNATURE):
+                    detail = f"not valid gzip data: {len(rest)} bytes of something else after the end of the stream"
+                    break
+                stream, pending = zlib.decompressobj(31), rest
+            elif not chunk and (not pending or len(pending) == before):
+                detail = "truncated: the data end before the end of the gzip stream"
+                break
     except zlib.error as exc:
-        detail = f"corrupted compressed data: {exc}"
+        text = str(exc)
+        kind = "not valid gzip data" if "header" in text or "unknown compression" in text else "corrupted data"
+        detail = f"{kind}: {text}"
     raise DataError(
         f"gzip file {source} is damaged ({detail}; {len(raw)} compressed bytes); "
-        "expected a complete gzip stream. Delete the file and download it again."
+        f"expected a complete gzip stream.{hint}"
     )
 
 
-def parse_idx(data: bytes, *, source: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
-    """Decode uncompressed IDX bytes into a NumPy array in native byte order.
-
-    ``source`` names the data in error messages; ``expected_magic`` (e.g.
-    :data:`IMAGES_MAGIC`) additionally requires that exact magic number.
-    Raises :class:`DataError` for a bad magic number, unknown data type, truncated
-    header, or a payload shorter or longer than the header's dimensions require.
-    """
+def _header(data: bytes, source: str, expected_magic: int | None = None) -> _Header | None:
+    """``(dtype, dims, header length)`` from the first bytes of an IDX file; None while ``data`` is too
+    short to hold the whole header.  Raises :class:`DataError` for a bad magic number."""
     if len(data) < 4:
-        raise DataError(
-            f"IDX file {source} is too short to hold a header: {len(data)} bytes, expected at least 4"
-        )
+        return None
     magic = int.from_bytes(data[:4], "big")
     zero0, zero1, code, ndim = data[0], data[1], data[2], data[3]
     if zero0 != 0 or zero1 != 0:
@@ -143,36 +250,76 @@ def parse_idx(data: bytes, *, source: str = "<bytes>", expected_magic: int | Non
         )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
+        return None
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if prod(n for n in shape if n) * IDX_DTYPES[code].itemsize > np.iinfo(np.intp).max:  # NumPy's own limit
+        raise DataError(
+            f"IDX file {source} has dimensions {shape}, too large for an array even where one of them is 0; "
+            "expected dimensions whose product fits in memory"
+        )
+    return IDX_DTYPES[code], shape, header_len
+
+
+def _declared_size(header: _Header, source: str, limit: int) -> int:
+    """The size in bytes a file with ``header`` must have; refuses one above ``limit``."""
+    dtype, shape, header_len = header
+    size = header_len + prod(shape) * dtype.itemsize
+    if size > limit:
+        raise DataError(
+            f"IDX file {source} declares {size} bytes (dimensions {shape} of {dtype.name}), more than the limit of "
+            f"{limit} bytes for one IDX file; refused before reading its data ({MAX_IDX_BYTES_ENV} sets another limit)"
+        )
+    return size
+
+
+def _length_problem(header: _Header, have: int) -> str:
+    """What is wrong with a payload of ``have`` bytes after ``header``."""
+    dtype, shape, _ = header
+    need = prod(shape) * dtype.itemsize
+    if have < need:
+        what = f"payload too short (truncated): {need - have} bytes missing"
+    else:
+        what = f"payload too long: {have - need} extra bytes after the data"
+    return f"{what}; header dimensions {shape} of {dtype.name} need {need} bytes of data, the file has {have}"
+
+
+def parse_idx(data: bytes, *, source: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
+    """Decode uncompressed IDX bytes into a NumPy array in native byte order.
+
+    ``source`` names the data in error messages; ``expected_magic`` (e.g.
+    :data:`IMAGES_MAGIC`) additionally requires that exact magic number.
+    Raises :class:`DataError` for a bad magic number, unknown data type, truncated
+    header, or a payload shorter or longer than the header's dimensions require.
+    """
+    header = _header(data, source, expected_magic)
+    if header is None:
+        if len(data) < 4:
+            raise DataError(
+                f"IDX file {source} is too short to hold a header: {len(data)} bytes, expected at least 4"
+            )
         raise DataError(
             f"IDX file {source} is truncated inside its header: {len(data)} bytes, expected at least "
-            f"{header_len} for {ndim} dimensions"
+            f"{4 + 4 * data[3]} for {data[3]} dimensions"
         )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = IDX_DTYPES[code]
-    need = prod(shape) * dtype.itemsize
-    have = len(data) - header_len
-    if have != need:
-        if have < need:
-            what = f"payload too short (truncated): {need - have} bytes missing"
-        else:
-            what = f"payload too long: {have - need} extra bytes after the data"
-        raise DataError(
-            f"IDX file {source}: {what}; header dimensions {shape} of {dtype.name} need "
-            f"{need} bytes of data, the file has {have}"
-        )
+    dtype, shape, header_len = header
+    if len(data) - header_len != prod(shape) * dtype.itemsize:
+        raise DataError(f"IDX file {source}: {_length_problem(header, len(data) - header_len)}")
     arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     # astype copies: the result is writable, native-endian and does not pin ``data``.
     return arr.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike[str], *, expected_magic: int | None = None) -> np.ndarray:
+def read_idx(
+    path: str | os.PathLike[str], *, expected_magic: int | None = None, limit: int | None = None
+) -> np.ndarray:
     """Read an IDX file (gzipped ``.gz`` or raw) into a NumPy array.
 
     The array has the file's dimensions (MNIST images: ``(n, 28, 28)`` uint8,
     labels: ``(n,)`` uint8).  ``expected_magic`` optionally requires a given magic
-    number (2049 labels, 2051 images).  Raises :class:`DataError` on any problem.
+    number (2049 labels, 2051 images); ``limit`` bounds the uncompressed size in bytes
+    (default :func:`idx_size_limit`).  Raises :class:`DataError` on any problem.
     """
-    return parse_idx(read_idx_bytes(path), source=str(path), expected_magic=expected_magic)
+    return parse_idx(read_idx_bytes(path, limit=limit), source=str(path), expected_magic=expected_magic)
 
 
 def encode_idx(array: np.ndarray) -> bytes:

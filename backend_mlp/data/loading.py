@@ -12,7 +12,8 @@ the files, the same in both splits: 784 for MNIST), labels as ``(m,)`` int64
 class indices.  The number of classes K is the spec's (``len(spec.class_names)``)
 or, for a spec without class names, the largest label + 1 over train and test;
 every label must lie in 0..K-1.  Each file is read once; the SHA-256 of its
-uncompressed content is computed on the way and reported in ``ImageData.source``.
+uncompressed content is computed on the way and reported in ``ImageData.source``,
+and files from the download cache are verified with it every time (see :func:`load_dataset`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ import numpy as np
 
 from ..backends import resolve_dtype_name
 from ..errors import DataError
-from ..files import read_bytes
-from .download import DATA_ENV, ProgressCallback, check_digest, locate_dataset
-from .idx import decompress_idx_bytes, is_gzip, parse_idx
+from .download import DATA_ENV, ProgressCallback, _locate, cached_file_problem, check_digest, replace_cached_file
+from .idx import parse_idx, read_idx_file
 from .sources import MNIST, ROLES, DatasetSpec, recognise
 
 __all__ = ["ImageData", "load_dataset", "load_mnist"]
@@ -103,13 +103,18 @@ def load_dataset(
 
     Files are found as in :func:`~backend_mlp.data.download.locate_dataset`:
     ``data_dir``, else ``$BACKEND_MLP_DATA``, else the cache (downloading into
-    it).  Downloads are always verified; files already on disk are verified
-    against ``checksums`` (file name -> SHA-256 of the uncompressed content) only
-    when it is given explicitly (``source`` reports whether they match the spec's
-    digests).  Raises :class:`DataError` when a file is damaged or the files
-    disagree (image count != label count, train and test image sizes differ, a
-    label outside 0..K-1) and :class:`ChecksumError` for a file that does not match
-    ``checksums``.
+    it).  Downloads are always verified, and so are files in the cache, every time
+    they are loaded: against ``checksums`` (file name -> SHA-256 of the uncompressed
+    content; default the spec's), else the spec's digest of the ``.gz`` file; a wrong
+    cached file is downloaded again with a warning (refused with ``download=False``).
+    Files in a folder you name are verified against ``checksums`` only when it is
+    given explicitly (``source`` reports whether they match the spec's digests).
+    Files are read within the limits of :mod:`backend_mlp.data.idx` (a size checked
+    against the header, 2 GiB at most).  Raises :class:`DataError` when a file is
+    unreadable, damaged, too large, present as two different copies, or the files
+    disagree (image count != label count, train and test image sizes differ, a label
+    outside 0..K-1) and :class:`ChecksumError` for a file that does not match
+    ``checksums`` or a wrong cached file that cannot be downloaded again.
     """
     return _load(spec, data_dir, dtype, download, cache_dir, mirrors, checksums, timeout, progress)
 
@@ -134,36 +139,21 @@ def _load(
     progress: ProgressCallback | None,
 ) -> ImageData:
     dtype_name = resolve_dtype_name(dtype)
-    paths = locate_dataset(
-        spec,
-        data_dir,
-        download=download,
-        cache_dir=cache_dir,
-        mirrors=mirrors,
-        checksums=checksums,
-        timeout=timeout,
-        progress=progress,
-    )
+    paths, cache = _locate(spec, data_dir, download, cache_dir, mirrors, checksums, timeout, progress)
     arrays: dict[str, np.ndarray] = {}
     files: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         name = spec.files[role]
-        path = paths[name]
-        raw = read_bytes(path, "IDX file", "an existing file, gzipped or raw")
-        published = _matches_published(spec, name, raw, path)
-        file_digest = hashlib.sha256(raw).hexdigest() if is_gzip(raw, path) else None
-        content = decompress_idx_bytes(raw, path)
-        del raw
-        digest = hashlib.sha256(content).hexdigest()
+        content, files[role] = _read(spec, name, paths[name])
+        problem = None if cache is None else cached_file_problem(spec, name, files[role], checksums)
+        if problem is not None:  # a wrong file in the cache: refused, or downloaded again
+            paths[name] = replace_cached_file(spec, name, paths[name], problem, download=download, mirrors=mirrors,
+                                              checksums=checksums, timeout=timeout, progress=progress)
+            content, files[role] = _read(spec, name, paths[name])
         expected = None if checksums is None else checksums.get(name)
         if expected is not None:
-            check_digest(digest, expected, source=path, title=spec.title)
-        if published is None and name in spec.sha256:
-            published = digest == spec.sha256[name]
-        files[role] = {"file": path.name, "sha256": digest, "matches_published": published}
-        if file_digest is not None:
-            files[role]["sha256_gz"] = file_digest
-        arrays[name] = parse_idx(content, source=str(path), expected_magic=spec.magic(name))
+            check_digest(files[role]["sha256"], expected, source=paths[name], title=spec.title)
+        arrays[name] = parse_idx(content, source=str(paths[name]), expected_magic=spec.magic(name))
         del content
 
     splits: dict[str, tuple[np.ndarray, np.ndarray, Path]] = {}
@@ -241,10 +231,17 @@ def _load(
     )
 
 
-def _matches_published(spec: DatasetSpec, name: str, raw: bytes, path: Path) -> bool | None:
-    """Whether the gzip file ``raw`` is the one whose SHA-256 the spec publishes (None: no such digest,
-    the spec publishes the uncompressed digest instead, or the file is stored raw)."""
-    expected = spec.sha256_gz.get(name)
-    if expected is None or name in spec.sha256 or not is_gzip(raw, path):
-        return None
-    return hashlib.sha256(raw).hexdigest() == expected
+def _read(spec: DatasetSpec, name: str, path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The uncompressed content of the file ``name`` at ``path``, and its ``source`` entry (digests)."""
+    content, gz = read_idx_file(path, what=f"{spec.title} file")
+    digest = hashlib.sha256(content).hexdigest()
+    gz_digest = None if gz is None else hashlib.sha256(gz).hexdigest()
+    published = None  # the uncompressed digest decides when the spec has one, else the .gz digest
+    if name in spec.sha256:
+        published = digest == spec.sha256[name]
+    elif name in spec.sha256_gz and gz_digest is not None:
+        published = gz_digest == spec.sha256_gz[name]
+    entry: dict[str, Any] = {"file": path.name, "sha256": digest, "matches_published": published}
+    if gz_digest is not None:
+        entry["sha256_gz"] = gz_digest
+    return content, entry
