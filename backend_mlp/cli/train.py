@@ -22,6 +22,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -224,6 +225,8 @@ def _run(argv: list[str], started: float, prog: str) -> int:
             stack.enter_context(threadpool_limits(limits=args.threads))
         if not args.debug:  # divergence is reported once, without NumPy's overflow warnings
             stack.enter_context(np.errstate(all="ignore"))
+        stack.enter_context(warnings.catch_warnings())  # a library warning is one line too
+        warnings.showwarning = lambda message, *a, **k: print(f"{prog}: note: {message}", file=sys.stderr)
         return _train_command(args, argv, started, prog)
 
 
