@@ -19,6 +19,7 @@ for bad arguments or data (wrong number of features included);
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
 from typing import Any
@@ -32,7 +33,7 @@ from .data import Dataset, split_train_validation, to_host
 from .errors import InputValidationError, NotFittedError, TrainingDivergedError
 from .files import json_ready
 from .network import predict_proba as _network_predict_proba
-from .optimizers import make_optimizer
+from .optimizers import OPTIMIZERS, make_optimizer
 from .training import ProgressEvent, TrainingConfig, TrainingResult, TrainingState, train
 
 Array = Any
@@ -337,7 +338,10 @@ class MLPClassifier:
                 f"classes_: received labels of dtype {classes.dtype}; expected integer, float, boolean or string "
                 "labels to save a model"
             )
-        params = {k: json_ready(v) for k, v in self.get_params().items()}
+        params = self.get_params()
+        optimizer = self.config_.optimizer  # an Optimizer instance is saved as its name and keywords
+        params.update({"optimizer": optimizer.name, **{k: v for k, v in optimizer.to_json().items() if k != "name"}})
+        params = {k: json_ready(v) for k, v in params.items()}
         params["batchnorm"] = _batchnorm_to_json(self.batchnorm)
         params["device"] = self.device if isinstance(self.device, str) else self.backend_.name
         params["dtype"] = self.dtype_
@@ -368,7 +372,11 @@ class MLPClassifier:
         (the labels of the IDX data they were trained on, as :func:`backend_mlp.predict`
         returns them), ``class_names_`` from the file's ``extra["class_names"]``
         when present, and their hyperparameters from the file's training
-        configuration.  Every refusal is one :class:`~backend_mlp.errors.CheckpointError` line.
+        configuration.  Every refusal of the file, its estimator metadata included (classes and
+        their dtype, parameters, batch-norm options, number of features), is one
+        :class:`~backend_mlp.errors.CheckpointError` line; without ``device``, a file whose device
+        is not available here raises :class:`~backend_mlp.errors.BackendUnavailableError` (pass
+        ``device="cpu"``).
         """
         from .checkpoint import load_model
         from .errors import CheckpointError
@@ -379,17 +387,19 @@ class MLPClassifier:
         if "estimator" in extra or "classes" in extra:
             if extra.get("estimator") != cls.__name__ or "classes" not in extra:
                 raise CheckpointError(
-                    f"{path}: received a model file of estimator {extra.get('estimator')!r}; expected one written by "
-                    f"{cls.__name__}.save or by backend-mlp train (use backend_mlp.checkpoint.load_model otherwise)"
+                    f"{path}: received a model file of estimator {V.short_repr(extra.get('estimator'))}; expected one "
+                    f"written by {cls.__name__}.save or by backend-mlp train (use backend_mlp.checkpoint.load_model "
+                    "otherwise)"
                 )
-            params = dict(extra.get("params") or {})
-            params["batchnorm"] = _batchnorm_from_json(params.get("batchnorm"))
-            try:
-                classes = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
-            except (TypeError, ValueError) as exc:
-                raise CheckpointError(f"{path}: the metadata's classes are invalid ({exc})") from None
+            params = _saved_params(path, extra.get("params"), loaded)
+            classes = classes_from_metadata(path, extra, dims[-1])
             names = [str(c) for c in classes.tolist()]
             n_features = extra.get("n_features_in", dims[0])
+            if type(n_features) is not int or n_features != dims[0]:
+                raise CheckpointError(
+                    f"{path}: the metadata's n_features_in is {V.short_repr(n_features)}; expected {dims[0]}, the "
+                    "network's number of inputs"
+                )
             default_device: Any = params.get("device", "cpu")
         else:  # a model of the functional API or of backend-mlp train
             params = _params_from_config(loaded.config, loaded.dtype)
@@ -397,12 +407,29 @@ class MLPClassifier:
             classes = np.arange(dims[-1], dtype=np.int64)
             n_features = dims[0]
             default_device = "cpu"
+        n_epochs = extra.get("n_epochs", _epochs_from_extra(loaded.state, extra))
+        if n_epochs is not None and not (_is_number(n_epochs) and n_epochs >= 0):
+            raise CheckpointError(
+                f"{path}: the metadata's n_epochs is {V.short_repr(n_epochs)}; expected a finite number >= 0 or null"
+            )
+        best_step = extra.get("best_step", loaded.state.best_step)
+        if type(best_step) is not int or not 0 <= best_step <= loaded.state.step:
+            raise CheckpointError(
+                f"{path}: the metadata's best_step is {V.short_repr(best_step)}; expected an integer from 0 to "
+                f"{loaded.state.step} (the steps taken)"
+            )
         known = {k: v for k, v in params.items() if k in _PARAM_NAMES}
         if isinstance(known.get("hidden_layer_sizes"), list):
             known["hidden_layer_sizes"] = tuple(known["hidden_layer_sizes"])
         est = cls(**known)
         target = device if device is not None else default_device
-        backend = resolve_backend(target)
+        if device is None:  # the file's device: a name that is no device is the file's fault
+            try:
+                backend = resolve_backend(target)
+            except InputValidationError as exc:
+                raise CheckpointError(f"{path}: the metadata's params.device is invalid ({exc})") from None
+        else:
+            backend = resolve_backend(target)
         est.device = target if isinstance(target, str) else backend.name
         est.classes_ = classes
         est.class_names_ = names
@@ -416,9 +443,9 @@ class MLPClassifier:
             tree_to_backend(loaded.parameters, backend),
             tree_to_backend(loaded.bn_state, backend),
             loaded.state,
-            extra.get("n_epochs", _epochs_from_extra(loaded.state, extra)),
+            None if n_epochs is None else float(n_epochs),
         )
-        est.best_step_ = int(extra.get("best_step", est.best_step_))
+        est.best_step_ = best_step
         if len(est.classes_) != est.layer_dims_[-1]:
             raise CheckpointError(
                 f"{path}: {len(est.classes_)} classes in the metadata but the network has {est.layer_dims_[-1]} outputs"
@@ -587,6 +614,139 @@ def _check_class_names(path: Any, names: Any, n_outputs: int) -> list[str]:
             "output of the network"
         )
     return list(names)
+
+
+def _is_number(value: Any) -> bool:
+    if type(value) is int:
+        return -(2**63) <= value < 2**63
+    return type(value) is float and math.isfinite(value)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return type(value) is int and value > 0
+
+
+#: what each saved estimator parameter must be (JSON values), and how to say so
+_PARAM_CHECKS: dict[str, tuple[Any, str]] = {
+    "device": (lambda v: isinstance(v, str) and 0 < len(v) <= 100, "a device name such as 'cpu'"),
+    "l2": (_is_number, "a finite number"),
+    "learning_rate": (_is_number, "a finite number"),
+    "lr_decay": (_is_number, "a finite number"),
+    "min_improvement": (_is_number, "a finite number"),
+    "validation_fraction": (_is_number, "a finite number"),
+    "batch_size": (_is_positive_int, "a positive integer"),
+    "max_steps": (_is_positive_int, "a positive integer"),
+    "patience": (_is_positive_int, "a positive integer"),
+    "record_every": (_is_positive_int, "a positive integer"),
+    "early_stopping": (lambda v: isinstance(v, bool), "true or false"),
+    "verbose": (lambda v: isinstance(v, bool), "true or false"),
+    "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {', '.join(map(repr, OPTIMIZERS))}"),
+    "momentum": (lambda v: v is None or _is_number(v), "null or a finite number"),
+    "beta1": (lambda v: v is None or _is_number(v), "null or a finite number"),
+    "beta2": (lambda v: v is None or _is_number(v), "null or a finite number"),
+    "epsilon": (lambda v: v is None or _is_number(v), "null or a finite number"),
+    "random_state": (lambda v: v is None or (type(v) is int and 0 <= v < 2**63), "null or an integer >= 0"),
+}
+
+
+def _saved_params(path: Any, raw: Any, loaded: Any) -> dict[str, Any]:
+    """The estimator parameters a file of :meth:`MLPClassifier.save` records, each checked for its type and,
+    where the network depends on it, against the file's training configuration.
+
+    Names this version does not know (written by a newer one) are ignored.
+    """
+    from .errors import CheckpointError
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: the metadata's params are {V.short_repr(raw)}; expected an object")
+    dims = tuple(loaded.config.layer_dims)
+    params = {k: v for k, v in raw.items() if k in _PARAM_NAMES}
+
+    def refuse(name: str, expected: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path}: the metadata's params.{name} is {V.short_repr(params.get(name))}; expected {expected}"
+        )
+
+    for name, (ok, expected) in _PARAM_CHECKS.items():
+        if name in params and not ok(params[name]):
+            raise refuse(name, expected)
+    if "hidden_layer_sizes" in params:
+        try:
+            hidden = _check_hidden_layer_sizes(params["hidden_layer_sizes"])
+        except (InputValidationError, ArithmeticError):
+            hidden = None
+        if hidden != dims[1:-1]:
+            raise refuse("hidden_layer_sizes", f"{list(dims[1:-1])!r}, the network's hidden layers")
+        if isinstance(params["hidden_layer_sizes"], list):
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if "dtype" in params and params["dtype"] != loaded.dtype:
+        raise refuse("dtype", f"{loaded.dtype!r}, the dtype of the file's arrays")
+    if "batchnorm" in params:
+        value = params["batchnorm"]
+        try:
+            batchnorm = _batchnorm_from_json(value) if isinstance(value, (bool, dict)) else None
+        except (TypeError, InputValidationError):
+            batchnorm = None
+        if batchnorm is None or as_batchnorm_config(batchnorm) != loaded.config.batchnorm:
+            want = loaded.config.batchnorm
+            raise refuse("batchnorm", "false, the network has no batch norm" if want is None else
+                         f"true or the options {dataclasses.asdict(want)!r} of the network's batch norm")
+        params["batchnorm"] = batchnorm
+    else:
+        params["batchnorm"] = loaded.config.batchnorm or False
+    return params
+
+
+def classes_from_metadata(path: Any, extra: dict[str, Any], n_outputs: int) -> np.ndarray:
+    """``classes_`` from a file's ``classes`` (JSON labels) and ``classes_dtype``, checked before any conversion."""
+    from .errors import CheckpointError
+
+    raw, dtype_text = extra["classes"], extra.get("classes_dtype")
+    if (
+        not isinstance(raw, list)
+        or len(raw) != n_outputs
+        or not all(type(c) in (str, int, float, bool) for c in raw)
+    ):
+        raise CheckpointError(
+            f"{path}: the metadata's classes are {V.short_repr(raw)}; expected a list of {n_outputs} labels "
+            "(strings or numbers), one per output of the network"
+        )
+    bad_dtype = CheckpointError(
+        f"{path}: the metadata's classes_dtype is {V.short_repr(dtype_text)}; expected the NumPy dtype of the labels "
+        "(integer, float, boolean, string or object)"
+    )
+    if dtype_text is None:
+        dtype = np.asarray(raw).dtype
+    else:
+        if not isinstance(dtype_text, str) or len(dtype_text) > 32:
+            raise bad_dtype
+        try:
+            dtype = np.dtype(dtype_text)
+        except (TypeError, ValueError, SyntaxError):
+            raise bad_dtype from None
+    if dtype.kind not in "biufUO" or dtype.fields is not None or dtype.subdtype is not None:
+        raise bad_dtype
+    longest = max((len(c) for c in raw if isinstance(c, str)), default=0)
+    if dtype.kind == "U" and dtype.itemsize > 4 * max(longest, 64) and n_outputs * dtype.itemsize > 2**24:
+        raise bad_dtype  # a string dtype far wider than its labels: memory for nothing
+    kinds = {"b": (bool,), "i": (int,), "u": (int,), "f": (int, float), "U": (str,), "O": (str, int, float, bool)}
+    if not all(type(c) in kinds[dtype.kind] for c in raw) or (
+        dtype.kind == "f" and not all(_is_number(c) for c in raw)
+    ):
+        raise CheckpointError(
+            f"{path}: the metadata's classes {V.short_repr(raw)} are not all {dtype} labels (classes_dtype)"
+        )
+    try:
+        classes = np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: the metadata's classes are invalid for classes_dtype {dtype} ({exc})") from None
+    if classes.shape != (n_outputs,) or len(set(classes.tolist())) != n_outputs:
+        raise CheckpointError(
+            f"{path}: the metadata's classes {V.short_repr(raw)} are not {n_outputs} distinct labels"
+        )
+    return classes
 
 
 def _epochs_from_extra(state: TrainingState, extra: dict[str, Any]) -> float | None:

@@ -297,6 +297,26 @@ def test_extra_must_be_json(tmp_path: Path, state: TrainingState) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_saving_refuses_what_loading_would_refuse(
+    tmp_path: Path, state: TrainingState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader's documented limits apply when saving too, so no file is written that cannot be loaded;
+    raising a limit (a module constant) loads a larger file one trusts."""
+    import backend_mlp.checkpoint as ck
+
+    with pytest.raises(CheckpointError, match="MAX_METADATA_BYTES"):
+        save_checkpoint(tmp_path / "c.npz", _config(), state, extra={"notes": "x" * ck.MAX_METADATA_BYTES})
+    path = save_checkpoint(tmp_path / "c.npz", _config(), state)
+    monkeypatch.setattr(ck, "MAX_PARAMETERS", 100)  # the network has 12*6+6 + 6*5+5 + 5*3+3 + 22 = 153
+    with pytest.raises(CheckpointError, match=r"layer_dims .* 153 parameters.*MAX_PARAMETERS = 100"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="MAX_PARAMETERS"):
+        save_model(tmp_path / "m.npz", _config(), state.parameters, state.bn_state)
+    monkeypatch.setattr(ck, "MAX_PARAMETERS", 153)
+    assert load_checkpoint(path).state.step == state.step
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+
+
 def test_check_compatible(saved: Path) -> None:
     ckpt = load_checkpoint(saved)
     config = _config()

@@ -446,3 +446,13 @@ def test_a_keyword_of_another_optimizer_is_refused(blobs):
     X, y, _, _ = blobs
     with pytest.raises(InputValidationError, match="momentum: received 0.9 but optimizer 'adam' has no momentum"):
         MLPClassifier(**FAST, optimizer="adam", momentum=0.9).fit(X, y)
+
+
+def test_an_optimizer_instance_saves_as_its_name_and_keywords(blobs, tmp_path):
+    from backend_mlp.optimizers import Adam
+
+    X, y, _, _ = blobs
+    clf = MLPClassifier(**{**FAST, "max_steps": 60}, optimizer=Adam(beta1=0.8)).fit(X, y)
+    loaded = MLPClassifier.load(clf.save(tmp_path / "adam.npz"))
+    assert loaded.optimizer == "adam" and loaded.beta1 == 0.8 and loaded.config_.optimizer == Adam(beta1=0.8)
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))

@@ -33,6 +33,7 @@ import numpy as np
 from ..backends import Backend, resolve_backend, to_numpy
 from ..checkpoint import Checkpoint, load_model
 from ..errors import CheckpointError, DataError, InputValidationError, UsageError
+from ..estimator import classes_from_metadata
 from . import DefaultsHelpFormatter
 from .common import EXIT_OK, Parser, one_line, run_command
 
@@ -95,12 +96,7 @@ def load_predict_model(path: str, device: str | Backend = "cpu") -> Model:
     dims = ckpt.config.layer_dims
     k = int(dims[-1])
     if "classes" in extra:  # MLPClassifier.save: its labels are classes_
-        try:
-            labels = np.asarray(extra["classes"], dtype=np.dtype(extra.get("classes_dtype", None)))
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: the metadata's classes are invalid ({exc})") from None
-        if labels.shape != (k,):
-            raise CheckpointError(f"{path}: {labels.size} classes in the metadata but the network has {k} outputs")
+        labels = classes_from_metadata(path, extra, k)  # checked before any conversion (no dtype bombs)
     else:
         labels = np.arange(k, dtype=np.int64)
     names = extra.get("class_names")
