@@ -102,8 +102,9 @@ class FolderLock:
 
     Held through ``fcntl.flock``, so the operating system releases it when the
     process ends in any way (SIGKILL included) and a lock file left behind is
-    never mistaken for a live run.  Where ``fcntl`` does not exist (Windows) the
-    folder is not locked.
+    never mistaken for a live run; a lock taken on a file its last holder has
+    just removed is retaken on the current one.  Where ``fcntl`` does not exist
+    (Windows) the folder is not locked.
     """
 
     NAME = ".backend_mlp.lock"
@@ -117,17 +118,27 @@ class FolderLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+        for _ in range(100):
+            handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise UsageError(
+                    f"--out {self.path.parent}: in use by a live run ({holder}); wait for it to finish or choose "
+                    "another --out"
+                ) from None
+            try:  # locked: but is it still the lock file? (its last holder may have removed it meanwhile)
+                same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             handle.close()
-            raise UsageError(
-                f"--out {self.path.parent}: in use by a live run ({holder}); wait for it to finish or choose "
-                "another --out"
-            ) from None
+        else:  # pragma: no cover - a hundred lost races
+            raise UsageError(f"--out {self.path.parent}: could not lock the folder; try again")
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -192,11 +203,7 @@ def plan_run(
             f"checkpoint {resume} is from a run that diverged; there is nothing to resume "
             "(start a new run, e.g. with a smaller --lr)"
         )
-    if ckpt.state.stopped_reason == "early_stopping":
-        raise UsageError(
-            f"checkpoint {resume} is from a run that early stopping ended at step {ckpt.state.step}; there is "
-            "nothing to resume (start a new run, e.g. with a larger --patience or --no-early-stopping)"
-        )
+
     recorded_dataset = ckpt.extra.get("dataset")
     if dataset is None and isinstance(recorded_dataset, str):
         dataset = recorded_dataset
@@ -293,6 +300,8 @@ class Run:
         try:
             if plan.out is None:
                 plan.out = new_run_folder(name)
+            elif plan.out.exists() and not plan.out.is_dir():
+                raise UsageError(f"--out {plan.out}: received a file; expected a folder (new or a run's)")
             else:
                 plan.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -324,14 +333,19 @@ class Run:
             previous = [name for name in RUN_FILES if (out / name).exists()]
             if previous and not resuming_here:
                 if not self.plan.overwrite:
-                    what = "a finished run" if "metrics.json" in previous else "an interrupted run"
-                    hint = "" if "metrics.json" in previous else f" resume it with --resume {out / 'checkpoint.npz'},"
+                    what = "a finished run" if "metrics.json" in previous else "an unfinished run"
+                    hint = "" if "metrics.json" in previous else (
+                        f" resume it with --resume {out / 'checkpoint.npz'} if it was interrupted,")
                     raise UsageError(
                         f"--out {out}: holds {what} ({', '.join(previous)});{hint} pass --overwrite to replace it, "
                         "or choose another --out"
                     )
                 for name in previous:
                     (out / name).unlink()
+            elif resuming_here:  # the run is live again: its old results no longer describe it
+                for name in RUN_FILES:
+                    if name not in ("checkpoint.npz", "model.npz"):
+                        (out / name).unlink(missing_ok=True)
             for stale in out.glob(".*.part"):  # interrupted atomic writes: no live writer holds this folder
                 stale.unlink(missing_ok=True)
         except BaseException:
@@ -430,8 +444,9 @@ class Run:
         warnings = []
         if metrics["val_accuracy"] <= chance + 0.05:
             warnings.append(
-                f"validation accuracy {metrics['val_accuracy']:.3f} is at chance level (1/{len(names)}): the network "
-                f"learned nothing; try a smaller learning rate than {config.learning_rate:g}"
+                f"validation accuracy {metrics['val_accuracy']:.3f} is at chance level (1/{len(names)}) after "
+                f"{metrics['steps']} steps (stopped by {metrics['stopped_reason']}): the network learned nothing; "
+                f"check the learning rate ({config.learning_rate:g}) and the early-stopping settings"
             )
         per_class = {names[k]: float(np.mean(y_pred[y_true == k] == k)) if np.any(y_true == k) else None
                      for k in range(len(names))}

@@ -52,7 +52,7 @@ def test_processes_python_m_console_script_and_alias():
         assert re.search(rf"^  {name}\s+\S", done.stdout, re.MULTILINE), done.stdout
     # the backend-mlp console script as an installer generates it (module:function from pyproject.toml)
     module, function = _console_script("backend-mlp").split(":")
-    assert _console_script("backend-mlp-train") == "backend_mlp.cli.train:main"  # the old name stays
+    assert _console_script("backend-mlp-train") == "backend_mlp.cli.main:train_main"  # the old name stays
     wrapper = f"import sys; from {module} import {function}; sys.argv[0] = 'backend-mlp'; sys.exit({function}())"
     done = run("-c", wrapper, "bench", "--repeats", "0")
     assert done.returncode == 2 and done.stdout == ""

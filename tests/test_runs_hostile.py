@@ -176,3 +176,34 @@ def test_13_ctrl_c_during_start_up_is_one_line(data_dir: Path, tmp_path: Path, d
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in _one_line(err)
+
+
+def test_1_a_resumed_run_that_diverges_leaves_no_stale_results(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extending a finished run: its old metrics and report stop describing the folder once it is live again."""
+    import backend_mlp.training.loop as loop
+
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--no-early-stopping", "--out", str(out)]) == 0
+    real, steps = loop._train_step, []
+
+    def blowing_up(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        steps.append(1)
+        if len(steps) > 30:
+            return result._replace(parameters={k: v * np.inf for k, v in result.parameters.items()})
+        return result
+
+    monkeypatch.setattr(loop, "_train_step", blowing_up)
+    capsys.readouterr()
+    assert main(["--resume", str(out / "checkpoint.npz"), "--max-steps", "120", "--quiet", "--threads", "1"]) == 1
+    assert "diverged at step 100" in _one_line(capsys.readouterr().err)
+    assert not (out / "metrics.json").exists() and not (out / "report.md").exists()
+    assert all(np.isfinite(v).all() for v in load_model(out / "model.npz").parameters.values())
+
+
+def test_an_out_that_is_a_file_is_one_line(data_dir: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert main(["--data-dir", str(data_dir), *BASE, "--out", str(tmp_path / "afile")]) == 2
+    assert "received a file; expected a folder" in _one_line(capsys.readouterr().err)

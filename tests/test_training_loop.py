@@ -178,3 +178,39 @@ def test_lr_decay_is_the_learning_rate_of_each_epoch(backend) -> None:  # type: 
         np.testing.assert_array_equal(to_numpy(state.parameters[k]), to_numpy(v), err_msg=k)
     constant = train(train_data, dataclasses.replace(config, lr_decay=1.0))
     assert not np.array_equal(to_numpy(constant.parameters["W1"]), to_numpy(decayed.parameters["W1"]))
+
+
+def test_divergence_at_chance_level_needs_two_checks_in_a_row(backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """One exploding check at chance level is a spike; two in a row are a divergence, and the
+    parameters kept are the best check's, never the exploded ones."""
+    import backend_mlp.training.loop as loop
+    from backend_mlp.errors import TrainingDivergedError
+
+    train_data, val_data = _noisy_blobs(backend)
+    config = TrainingConfig(layer_dims=(6, 8, 3), learning_rate=0.05, batch_size=30, record_every=10,
+                            num_iterations=60, early_stopping=False)
+
+    def scripted(checks):  # type: ignore[no-untyped-def]
+        values = iter([(1.0, 0.3), *checks])  # the initial network's, then one per check
+
+        def fake(self, params, bn_state):  # type: ignore[no-untyped-def]
+            return next(values)
+
+        return fake
+
+    spikes = [(0.8, 0.6), (2.0, 0.3), (0.7, 0.7), (2.0, 0.3), (0.6, 0.8), (0.5, 0.8)]
+    monkeypatch.setattr(loop._Loop, "_check_data_cost", scripted(spikes))
+    assert train(train_data, config, val_data).stopped_reason == "num_iterations"
+    monkeypatch.setattr(loop._Loop, "_check_data_cost", scripted([(0.8, 0.6), (2.0, 0.3), (2.0, 0.3)]))
+    with pytest.raises(TrainingDivergedError, match="at step 30: .* at chance level .* two checks in a row") as info:
+        train(train_data, config, val_data)
+    assert info.value.result.best_step == 10 and info.value.result.state.stopped_reason == "diverged"
+
+
+def test_noisy_small_batches_without_validation_data_do_not_diverge(backend) -> None:  # type: ignore[no-untyped-def]
+    """Without validation data the checks measure a fixed reference of training samples, not the mini-batch
+    (a batch of one misclassified sample is no sign of divergence)."""
+    train_data, _ = _noisy_blobs(backend)
+    result = train(train_data, hidden=(16,), learning_rate=0.05, batch_size=1, num_iterations=600, record_every=20,
+                   early_stopping=False)
+    assert result.stopped_reason == "num_iterations"

@@ -31,10 +31,19 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def handle_sigterm() -> None:
-    """From now on SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes)."""
+def handle_sigterm() -> object:
+    """From now on SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes).
+
+    Returns the previous handler, for :func:`restore_sigterm`."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    return None
+
+
+def restore_sigterm(previous: object) -> None:
+    """Put back the SIGTERM handler :func:`handle_sigterm` replaced."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 
 
 def interrupted_status(exc: BaseException) -> tuple[int, str]:

@@ -16,7 +16,7 @@ import inspect
 import sys
 from collections.abc import Sequence
 
-from .common import EXIT_OK, EXIT_USAGE, handle_sigterm, interrupted_status
+from .common import EXIT_OK, EXIT_USAGE, handle_sigterm, interrupted_status, restore_sigterm
 
 PROG = "backend-mlp"
 
@@ -74,7 +74,14 @@ def run_subcommand(name: str, argv: Sequence[str], prog: str | None = None) -> i
     ``backend-mlp <name>``) in messages.  Ctrl-C or SIGTERM while the command's modules load
     (NumPy, matplotlib, ...) is one line too."""
     prog = prog or f"{PROG} {name}"
-    handle_sigterm()
+    previous = handle_sigterm()
+    try:
+        return _run_subcommand(name, argv, prog)
+    finally:
+        restore_sigterm(previous)
+
+
+def _run_subcommand(name: str, argv: Sequence[str], prog: str) -> int:
     try:
         command_main = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}").main
     except KeyboardInterrupt as exc:
@@ -87,6 +94,11 @@ def run_subcommand(name: str, argv: Sequence[str], prog: str | None = None) -> i
         return int(command_main(list(argv)))
     except SystemExit as exc:  # --help: argparse exits after printing
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
+
+
+def train_main() -> int:
+    """Entry point of the ``backend-mlp-train`` alias: ``backend-mlp train``."""
+    return run_subcommand("train", sys.argv[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

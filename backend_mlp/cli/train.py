@@ -34,7 +34,17 @@ from ..experiment import SECTIONS
 from ..optimizers import OPTIMIZER_KEYWORDS, OPTIMIZERS
 from ..runs import Run, plan_run
 from ..training import ProgressEvent
-from .common import EXIT_ERROR, EXIT_OK, Parser, Terminated, UsageError, handle_sigterm, interrupted_status, run_command
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Parser,
+    Terminated,
+    UsageError,
+    handle_sigterm,
+    interrupted_status,
+    restore_sigterm,
+    run_command,
+)
 from .progress import Progress
 
 PROG = "train_mnist"
@@ -263,11 +273,14 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
         progress(event)
         stop.check()
 
-    try:
-        with stop:
+    with stop:  # a signal while the results are written lets them be completed, then says so
+        try:
             outcome = run.execute(on_record)
-    finally:
-        progress.close()
+        finally:
+            progress.close()
+        if outcome.status == "done":
+            run.write_metrics(outcome, wall_seconds=time.perf_counter() - started,
+                              command=f"{prog} {shlex.join(argv)}".strip(), library_version=__version__)
     if outcome.status == "interrupted":
         status, word = interrupted_status(Terminated() if stop.signal == signal.SIGTERM else KeyboardInterrupt())
         print(
@@ -282,12 +295,6 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
                  else "no model written (no check before the divergence)")
         print(f"{prog}: error: {outcome.error}; {saved}", file=sys.stderr, flush=True)
         return EXIT_ERROR
-    metrics_path = run.write_metrics(
-        outcome,
-        wall_seconds=time.perf_counter() - started,
-        command=f"{prog} {shlex.join(argv)}".strip(),
-        library_version=__version__,
-    )
     m, files = outcome.metrics, outcome.files
     for warning in m["warnings"]:  # shown even with --quiet
         print(f"{prog}: warning: {warning}", file=sys.stderr, flush=True)
@@ -296,8 +303,12 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
         f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s\n"
         f"accuracy: train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  "
         f"test {m['test_accuracy']:.4f}\n"
-        f"wrote {metrics_path}, {', '.join(str(files[k]) for k in files if k != 'metrics')}"
+        f"wrote {', '.join(str(path) for path in files.values())}"
     )
+    if stop.signal is not None:  # it came after training: the results above are complete
+        status, word = interrupted_status(Terminated() if stop.signal == signal.SIGTERM else KeyboardInterrupt())
+        print(f"{prog}: {word} after training; the results were written in full", file=sys.stderr, flush=True)
+        return status
     return EXIT_OK
 
 
@@ -312,9 +323,12 @@ def _invocation(prog: str) -> str:
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command; returns the exit status (see :mod:`backend_mlp.cli.common`)."""
     started = time.perf_counter()
-    handle_sigterm()
+    previous = handle_sigterm()
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command(prog, lambda: _run(argv, started, prog), argv)
+    try:
+        return run_command(prog, lambda: _run(argv, started, prog), argv)
+    finally:
+        restore_sigterm(previous)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,15 @@ extended with a larger ``num_iterations`` stops where a longer run would.
 The parameters of the best validation check are returned.
 
 Divergence (:class:`TrainingDivergedError`) is declared at a check whose cost
-is non-finite, more than :data:`EXPLOSION` times the initial network's cost,
-or more than :data:`CHANCE_EXPLOSION` times it while the accuracy is at chance
-level (at most ``1/K + 0.05``).  The checked cost and accuracy are the
-validation set's, or the mini-batch's (cross-entropy only) without one; the
-initial cost is that of the seeded initialisation on the same data (recomputed
-on resume, so resuming decides alike).
+is non-finite or more than :data:`EXPLOSION` times the initial network's cost,
+or at the second check in a row whose cost is more than
+:data:`CHANCE_EXPLOSION` times it while the accuracy is at chance level (at
+most ``1/K + 0.05``).  Checks measure, in inference mode, the validation set,
+or without one a fixed reference of the first training samples; the initial
+cost is that of the seeded initialisation on the same data (recomputed on
+resume, as is the last check, so resuming decides alike).  The parameters kept
+are the best check's, else the last check's that did not diverge, else the
+initial ones: never non-finite ones.
 
 The dataset sits on the device once; inside the step loop nothing is copied
 between host and device and nothing synchronises, except the cost read-back
@@ -42,7 +45,6 @@ from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
-from ..network import _accuracy
 from ..ops import ops_for
 from .config import TrainingConfig, configure
 from .evaluation import evaluate
@@ -265,8 +267,9 @@ class _Loop:
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None
-        self.initial: TrainingState | None = None  # the seeded initialisation, for the divergence reference
-        self.initial_cost = math.nan
+        self.initial_cost = math.nan  # of the seeded initialisation: the divergence reference
+        self.strikes = 0  # checks in a row at chance level with an exploding cost
+        self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
         self.ops = ops_for(self.backend.mutable_arrays)  # pure, or in place on fresh temporaries
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
 
@@ -274,8 +277,12 @@ class _Loop:
         st = self.state
         start = time.perf_counter() - st.elapsed_seconds
         try:
-            self.initial = new_training_state(self.config, self.data.X_rows)
-            self.initial_cost = self._check_data_cost(self.initial.parameters, self.initial.bn_state)[0]
+            initial = new_training_state(self.config, self.data.X_rows)
+            self.initial_cost = self._check_data_cost(initial.parameters, initial.bn_state)[0]
+            del initial
+            if st.costs and st.costs[-1][0] == st.step:  # resuming right after a check: redo its verdict
+                cost, accuracy = self._check_data_cost(st.parameters, st.bn_state)
+                self.strikes = int(self._chance_explosion(cost, accuracy))
             with self.blas_threads.steps():
                 self._run_steps(start)
         except KeyboardInterrupt:
@@ -317,19 +324,15 @@ class _Loop:
         self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
     ) -> tuple[float, float | None, float, float]:
         """Host numbers of a record step, changing nothing: the mini-batch cost (``AL`` was computed
-        with ``before``, L2 term included), the validation cost with the updated ``params``, and the
-        checked cost and accuracy (the validation set's, or the mini-batch's cross-entropy and accuracy)."""
+        with ``before``, L2 term included), the validation cost with the updated ``params`` (``None``
+        without validation data), and the checked cost and accuracy (see the module)."""
         cfg, xp = self.config, self.xp
-        ce = _cross_entropy(xp, AL, Yb)
-        cost = ce
+        cost = _cross_entropy(xp, AL, Yb)
         if cfg.l2_lambda:
             weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
             cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
-        if self.val is None:
-            accuracy = _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(Yb, axis=0))
-            return float(cost), None, float(ce), accuracy
-        val_cost, val_accuracy = self._check_data_cost(params, bn_state)
-        return float(cost), val_cost, val_cost, val_accuracy
+        check_cost, check_accuracy = self._check_data_cost(params, bn_state)
+        return float(cost), None if self.val is None else check_cost, check_cost, check_accuracy
 
     def _check_data_cost(self, params: dict[str, Array], bn_state: dict[str, Array]) -> tuple[float, float]:
         """``(cost, accuracy)`` in inference mode on the validation set, else on the first training samples."""
@@ -352,6 +355,8 @@ class _Loop:
         explosion = self._explosion(check_cost, check_accuracy)
         if explosion is not None:
             self._diverged(explosion)
+        if self.strikes == 0:
+            self.last_good = (st.step, params, dict(st.bn_state))
         if val_cost is not None:
             if val_cost < st.best_val_cost:
                 st.best_val_cost, st.best_step = val_cost, st.step
@@ -377,17 +382,21 @@ class _Loop:
         if self.checkpoint_callback is not None:
             self.checkpoint_callback(st)
 
+    def _chance_explosion(self, cost: float, accuracy: float) -> bool:
+        """At chance-level accuracy with a cost above :data:`CHANCE_EXPLOSION` times the initial one."""
+        c0 = self.initial_cost
+        return math.isfinite(c0) and accuracy <= 1.0 / self.data.n_classes + 0.05 and cost > CHANCE_EXPLOSION * c0
+
     def _explosion(self, cost: float, accuracy: float) -> str | None:
         """Why the checked ``cost``/``accuracy`` mean divergence (see the module), or ``None``."""
         c0, k = self.initial_cost, self.data.n_classes
-        if not math.isfinite(c0) or c0 <= 0:
-            return None
-        if cost > EXPLOSION * c0:
+        if math.isfinite(c0) and c0 > 0 and cost > EXPLOSION * c0:
             return f"the cost {cost:.4g} grew past {EXPLOSION:g}x that of the initial network ({c0:.4g})"
-        if accuracy <= 1.0 / k + 0.05 and cost > CHANCE_EXPLOSION * c0:
+        self.strikes = self.strikes + 1 if self._chance_explosion(cost, accuracy) else 0
+        if self.strikes >= 2:
             return (
                 f"the cost {cost:.4g} is {cost / c0:.1f}x that of the initial network ({c0:.4g}) and the accuracy "
-                f"{accuracy:.3f} is at chance level (1/{k})"
+                f"{accuracy:.3f} is at chance level (1/{k}), for two checks in a row"
             )
         return None
 
@@ -395,14 +404,12 @@ class _Loop:
         st = self.state
         st.stopped_reason = "diverged"
         result = self.result()
-        kept = (
-            f"The best parameters seen so far (step {st.best_step}) are kept in the error's .result"
-            if st.best_parameters is not None
-            else "No check came before it: the error's .result holds the initial parameters (step 0)"
-        )
+        kept = result.state.best_step if st.best_parameters is not None else (
+            self.last_good[0] if self.last_good is not None else 0)
         error = TrainingDivergedError(
             f"training diverged at step {st.step}: {why}; try a smaller learning rate than "
-            f"{self.config.learning_rate:g}, e.g. {self.config.learning_rate / 10:g}. {kept}"
+            f"{self.config.learning_rate:.3g}, e.g. {self.config.learning_rate / 10:.3g}. The parameters kept "
+            f"are those of step {kept}" + (" (the initial ones)" if kept == 0 else "")
         )
         error.result = result  # type: ignore[attr-defined]
         raise error
@@ -412,8 +419,12 @@ class _Loop:
         params, bn_state = st.parameters, st.bn_state
         if st.best_parameters is not None:
             params, bn_state = st.best_parameters, st.best_bn_state or {}
-        elif st.stopped_reason == "diverged" and self.initial is not None:  # never the diverged parameters
-            params, bn_state = self.initial.parameters, self.initial.bn_state
+        elif st.stopped_reason == "diverged":  # never the diverged parameters
+            if self.last_good is not None:
+                params, bn_state = self.last_good[1], self.last_good[2]
+            else:
+                initial = new_training_state(self.config, self.data.X_rows)
+                params, bn_state = initial.parameters, initial.bn_state
         return TrainingResult(
             parameters=params,
             bn_state=bn_state,
