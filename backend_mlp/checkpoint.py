@@ -22,7 +22,10 @@ escapes; resolving ``device`` may raise its own errors):
   have.**  From the zip directory alone, before any byte is read: an entry whose
   name is not part of the format, a name given twice, an encrypted or compressed
   entry (backend_mlp writes stored entries, as ``np.savez`` does), or one whose
-  declared size does not fit in the file is refused.  Then the metadata is read
+  declared size does not fit in the file is refused, and so are entries that overlap
+  (each local header, its size read from the file, and its data must be disjoint from the
+  others and end before the zip directory: Python 3.11's zipfile does not check this, and
+  N entries sharing one stored region would be read N times).  Then the metadata is read
   (at most :data:`MAX_METADATA_BYTES`), and any entry it does not list is
   refused before it is read.
 * **Every array is read with a bound.**  Its ``.npy`` header (at most
@@ -30,7 +33,8 @@ escapes; resolving ``device`` may raise its own errors):
   implies, and exactly the entry's declared size; only then is the data read,
   once, into the array's own buffer (its CRC-32 checked).  Object arrays and raw
   pickles are refused: nothing is ever unpickled.  Peak memory is therefore
-  about the file's size plus a constant.
+  about the file's size plus a constant; a ``MemoryError`` anyway (a memory limit below
+  that) is one :class:`CheckpointError` line naming the file.
 * **The architecture is checked by arithmetic on the metadata**, without drawing
   an initialisation or creating arrays: at most :data:`MAX_LAYERS` layers and
   :data:`MAX_PARAMETERS` parameters, and the optimizer's state shapes come from
@@ -374,6 +378,59 @@ def _entries(path: Path, zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.Zi
             )
         entries[key] = info
     return entries
+
+
+def _check_layout(path: Path, f: Any, zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], size: int) -> None:
+    """Refuse entries that share bytes: each one's local header and data must be its own.
+
+    Python 3.11's zipfile does not check this, so entries pointing at one stored region would each
+    be read in full (N arrays from the bytes of one).  First from the directory alone (each local
+    header is at least 30 bytes and the name), then with each local header's size read from the
+    file (30 bytes, name and extra field): the spans, sorted by offset, must be disjoint, end
+    before the zip directory, and together fit in the file.
+    """
+    by_offset = sorted(entries.items(), key=lambda item: item[1].header_offset)
+
+    def overlap(first: str, second: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint {path}: entries {first!r} and {second!r} overlap in the archive (they share stored "
+            "bytes; crafted, refused before reading them)"
+        )
+
+    total, previous = 0, None
+    for key, info in by_offset:  # the directory alone: a lower bound of each span
+        encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+        span = 30 + len(info.orig_filename.encode(encoding, "replace")) + info.compress_size
+        if previous is not None and info.header_offset < previous[1]:
+            raise overlap(previous[0], key)
+        total += span
+        previous = (key, info.header_offset + span)
+    if total > size:
+        raise CheckpointError(
+            f"checkpoint {path}: its {len(by_offset):,} entries declare {_count(total)} bytes in a file of "
+            f"{_count(size)} bytes (truncated or crafted; refused before reading them)"
+        )
+    directory = getattr(zf, "start_dir", size)
+    previous = None
+    for key, info in by_offset:  # each local header's actual size
+        f.seek(info.header_offset)
+        header = f.read(30)
+        if len(header) < 30 or header[:4] != _ZIP_MAGIC:
+            raise CheckpointError(
+                f"checkpoint {path}: entry {key!r} has no local header at offset {info.header_offset:,} "
+                "(truncated or crafted)"
+            )
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        end = info.header_offset + 30 + name_length + extra_length + info.compress_size
+        if previous is not None and info.header_offset < previous[1]:
+            raise overlap(previous[0], key)
+        if end > directory:
+            raise CheckpointError(
+                f"checkpoint {path}: entry {key!r} runs into the zip directory at offset {directory:,} (its "
+                f"local header and {_count(info.compress_size)} bytes end at {end:,}; truncated or crafted, "
+                "refused before reading it)"
+            )
+        previous = (key, end)
 
 
 def _read_exact(f: Any, n: int) -> bytearray:
@@ -809,6 +866,22 @@ def _check_values(path: Path, key: str, arr: np.ndarray) -> str | None:
 
 
 def _decode(path: Path, backend: Backend) -> Checkpoint:
+    """:func:`_decode_file`, with running out of memory anywhere in it one :class:`CheckpointError` line."""
+    try:
+        return _decode_file(path, backend)
+    except MemoryError:
+        pass  # leave the except block first: the traceback holds whatever filled the memory
+    try:
+        size = f"{os.stat(path).st_size:,} bytes"
+    except OSError:
+        size = "size unknown"
+    raise CheckpointError(
+        f"checkpoint {path} ({size}): ran out of memory while loading it (MemoryError); a crafted file, or "
+        "more than this machine or its memory limit can hold"
+    )
+
+
+def _decode_file(path: Path, backend: Backend) -> Checkpoint:
     with _open(path) as f:
         size = os.fstat(f.fileno()).st_size
         if f.read(4) != _ZIP_MAGIC:
@@ -820,6 +893,7 @@ def _decode(path: Path, backend: Backend) -> Checkpoint:
         try:
             with zipfile.ZipFile(f) as zf:
                 entries = _entries(path, zf, size)
+                _check_layout(path, f, zf, entries, size)
                 meta = _metadata(path, zf, entries)
                 layout = _layout(path, meta)
                 unexpected = [k for k in entries if k != _META_KEY and k not in layout.shapes]

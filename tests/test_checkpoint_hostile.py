@@ -382,6 +382,173 @@ def test_entry_sizes_beyond_the_file_are_refused(ckpt: Path) -> None:
     refusal(lambda: load_checkpoint(ckpt), r"order")
 
 
+def overlapping_entries_zip(entries: list[Entry], shared: list[list[str]], region: dict[str, bytes]) -> bytes:
+    """A zip archive in which each chain of ``shared`` names points at one data region, stored once.
+
+    Entry ``j`` of a chain has its own local header, whose extra field holds the local headers of
+    the chain's later entries; its data, ``region[first name]`` (npy bytes), follows the last of
+    them, so every entry of the chain reads the same bytes: N entries, one region in the file.
+    ``entries`` are written normally, after the chains.
+    """
+    out, central = bytearray(), bytearray()
+
+    def directory(name: bytes, crc: int, size: int, offset: int) -> bytes:
+        return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0x800, 0, 0, 0x21, crc, size, size, len(name),
+                           0, 0, 0, 0, 0o644 << 16, offset) + name
+
+    for chain in shared:
+        data = region[chain[0]]
+        crc = zlib.crc32(data)
+        headers = b""  # the nested local headers, innermost (last entry) first
+        for name in reversed(chain):
+            encoded = name.encode("utf-8")
+            headers = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x800, 0, 0, 0x21, crc, len(data), len(data),
+                                  len(encoded), len(headers)) + encoded + headers
+        offset = len(out)
+        out += headers + data
+        for name in chain:
+            encoded = name.encode("utf-8")
+            central += directory(encoded, crc, len(data), offset)
+            offset += 30 + len(encoded)
+    count = sum(map(len, shared)) + len(entries)
+    rest = zip_bytes(entries)
+    start_rest = len(out)
+    # append the normal entries, their directory records shifted by the chains before them
+    (n_rest,) = struct.unpack("<H", rest[-12:-10])
+    cd_size, cd_start = struct.unpack("<II", rest[-10:-2])
+    out += rest[:cd_start]
+    records = bytearray(rest[cd_start : cd_start + cd_size])
+    pos = 0
+    for _ in range(n_rest):
+        name_len = struct.unpack("<H", records[pos + 28 : pos + 30])[0]
+        (old,) = struct.unpack("<I", records[pos + 42 : pos + 46])
+        records[pos + 42 : pos + 46] = struct.pack("<I", old + start_rest)
+        pos += 46 + name_len
+    central += records
+    start = len(out)
+    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), start, 0)
+    return bytes(out)
+
+
+def _overlapping_checkpoint(ckpt: Path, n_layers: int, width: int) -> Path:
+    """The ``ckpt`` fixture made into a ``n_layers`` x ``width`` Adam checkpoint (best parameters included)
+    whose arrays of one shape all share one stored region: a file of about one array, ``4 n_layers`` arrays."""
+    arrays = {e.name.removesuffix(".npy"): e.data for e in read_entries(ckpt)}
+    meta = json.loads(load_npy(arrays.pop("__metadata__")).tobytes())
+    config = TrainingConfig(layer_dims=(width,) * (n_layers + 1), optimizer="adam", early_stopping=False)
+    dtype = np.dtype(meta["dtype"])
+    params, _ = ck.state_shapes(config)
+    optimizer = ck._optimizer_shapes(config, params)
+    meta.update(layer_dims=list(config.layer_dims), config=config.to_json(),
+                arrays={"parameters": list(params), "optimizer_state": list(optimizer), "bn_state": [],
+                        "best_parameters": list(params), "best_bn_state": []})
+    shapes = {**{f"parameters/{k}": s for k, s in params.items()},
+              **{f"optimizer_state/{k}": s for k, s in optimizer.items()},
+              **{f"best_parameters/{k}": s for k, s in params.items()}}
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for key, shape in shapes.items():
+        by_shape.setdefault(shape, []).append(f"{key}.npy")
+    chains, region, single = [], {}, []
+    for shape, names in by_shape.items():
+        data = npy(np.zeros(shape, dtype=dtype))
+        if len(names) == 1:
+            single.append(Entry(names[0], data))
+            continue
+        chain: list[str] = []
+        for name in names:  # a chain's nested headers must fit in one 64 KiB extra field
+            if sum(30 + len(n) for n in [*chain, name]) > 60_000:
+                chains.append(chain)
+                chain = []
+            chain.append(name)
+        chains.append(chain)
+        for c in chains:
+            region.setdefault(c[0], data)
+    others = [Entry(f"{k}.npy", arrays[k]) for k in ("order", "costs", "val_costs")]
+    meta_entry = Entry("__metadata__.npy", npy(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)))
+    ckpt.write_bytes(overlapping_entries_zip([*single, *others, meta_entry], chains, region))
+    return ckpt
+
+
+def test_overlapping_entries_are_refused_before_they_are_read(ckpt: Path) -> None:
+    """A ~1.2 MB checkpoint of 200 layers (Adam state, best parameters) whose 800 (360, 360) arrays all
+    point at one stored region: each entry has its own local header, the data is shared.
+
+    Python 3.11's zipfile does not check for overlapping entries.  Old code: every entry read into its
+    own buffer, 800 x 1 MB: the 1.3 MB file loaded with an 884 MB peak (a 3 MB one of 1,000 layers:
+    3.1 GB, MemoryError under a 1 GB address-space limit).
+    """
+    _overlapping_checkpoint(ckpt, n_layers=200, width=360)
+    size = ckpt.stat().st_size
+    assert size < 2 * MiB
+    with zipfile.ZipFile(ckpt) as zf:  # the archive is well formed for zipfile: every entry reads
+        infos = zf.infolist()
+        assert len(infos) > 1600 and zf.read("parameters/W7.npy") == zf.read("best_parameters/W200.npy")
+        assert sum(info.file_size for info in infos) > 400 * size
+    report = load_in_child("checkpoint", ckpt)
+    outcome = report["outcome"].replace(str(ckpt), "<file>")  # the test's folder name says "overlapping"
+    assert outcome.startswith("CheckpointError: checkpoint <file>:"), report
+    assert "overlap" in outcome and "'parameters/W1'" in outcome, report
+    assert "\n" not in outcome and len(outcome) < 1000, report
+    assert report["peak_bytes"] < PEAK_LIMIT and report["seconds"] < 10, report
+    for load in (load_checkpoint, load_model, MLPClassifier.load):
+        message = refusal(lambda load=load: load(ckpt))
+        assert "overlap" in message.replace(str(ckpt), "<file>"), message
+
+
+def test_a_local_header_reaching_into_the_next_entry_is_refused(ckpt: Path) -> None:
+    """The first entry's local extra field grown by 64 bytes: its data now starts inside the next entry.
+
+    The directory alone cannot see it (a local header's size is read from the file).
+    """
+    data = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as zf:
+        first, second = sorted(zf.infolist(), key=lambda i: i.header_offset)[:2]
+    assert data[first.header_offset : first.header_offset + 4] == b"PK\x03\x04"
+    (extra,) = struct.unpack("<H", data[first.header_offset + 28 : first.header_offset + 30])
+    data[first.header_offset + 28 : first.header_offset + 30] = struct.pack("<H", extra + 64)
+    ckpt.write_bytes(bytes(data))
+    message = refusal(lambda: load_checkpoint(ckpt)).replace(str(ckpt), "<file>")
+    assert "overlap" in message and first.filename.removesuffix(".npy") in message, message
+    assert second.filename.removesuffix(".npy") in message, message
+
+def test_entries_running_into_the_central_directory_are_refused(ckpt: Path) -> None:
+    """A stored entry whose declared size reaches into the zip directory after it."""
+    data = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as zf:
+        info = max(zf.infolist(), key=lambda i: i.header_offset)  # the last entry before the directory
+        start_dir = zf.start_dir
+    # its central record: name length at +28, compressed and uncompressed sizes at +20 and +24
+    record = start_dir
+    while True:
+        name_len, extra_len, comment_len = struct.unpack("<HHH", data[record + 28 : record + 34])
+        if data[record + 46 : record + 46 + name_len].decode() == info.filename:
+            break
+        record += 46 + name_len + extra_len + comment_len
+    grown = info.compress_size + 40
+    data[record + 20 : record + 28] = struct.pack("<II", grown, grown)
+    ckpt.write_bytes(bytes(data))
+    refusal(lambda: load_checkpoint(ckpt), re.escape(info.filename.removesuffix(".npy")) + ".*directory")
+
+
+def test_running_out_of_memory_is_one_checkpoint_error(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: a MemoryError anywhere in decoding (here: converting the arrays) names the file."""
+
+    def exhausted(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ck, "tree_to_backend", exhausted)
+    for load in (load_checkpoint, load_model):
+        refusal(lambda load=load: load(ckpt), re.escape(str(ckpt)) + r".*out of memory")
+
+
+def test_crafted_class_names_make_a_short_message(model: Path) -> None:
+    """``backend-mlp predict`` quoted crafted class_names in full (a 2 MB "one line")."""
+    from backend_mlp.cli.predict import load_predict_model
+
+    edit_meta(model, lambda meta: meta["extra"].update(class_names=["x" * 1000] * 2000))
+    assert model.stat().st_size > 2 * 10**6
+    refusal(lambda: load_predict_model(str(model)), r"class_names")
+
 def test_pickled_entries_are_never_unpickled(ckpt: Path, tmp_path: Path) -> None:
     """An object array (pickled in its .npy) and a raw pickle in place of ``order``: refused, nothing runs.
 

@@ -34,6 +34,7 @@ from ..backends import Backend, resolve_backend, to_numpy
 from ..checkpoint import Checkpoint, load_model
 from ..errors import CheckpointError, DataError, InputValidationError, UsageError
 from ..estimator import classes_from_metadata
+from ..validation import short_repr
 from . import DefaultsHelpFormatter
 from .common import EXIT_OK, Parser, one_line, run_command
 
@@ -106,7 +107,8 @@ def load_predict_model(path: str, device: str | Backend = "cpu") -> Model:
         class_names = list(names)
     else:
         raise CheckpointError(
-            f"{path}: the metadata's class_names are {names!r}; expected {k} strings, one per output of the network"
+            f"{path}: the metadata's class_names are {short_repr(names)}; expected {k} strings, one per output of "
+            "the network"
         )
     return Model(ckpt, labels, class_names, _image_shape(path, extra.get("image_shape"), int(dims[0])))
 
