@@ -13,6 +13,7 @@ console entry point (``python -m backend_mlp``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -207,3 +208,20 @@ def test_an_out_that_is_a_file_is_one_line(data_dir: Path, tmp_path: Path, capsy
     (tmp_path / "afile").write_text("x")
     assert main(["--data-dir", str(data_dir), *BASE, "--out", str(tmp_path / "afile")]) == 2
     assert "received a file; expected a folder" in _one_line(capsys.readouterr().err)
+
+
+def test_11_a_result_at_chance_level_is_warned_about(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that ends without exploding but learned nothing (e.g. --lr 1 on MNIST) exits 0 with a warning line."""
+    real = runs.summarize
+
+    def at_chance(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return {**real(*args, **kwargs), "val_accuracy": 0.1}
+
+    monkeypatch.setattr(runs, "summarize", at_chance)
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--out", str(out)]) == 0
+    line = _one_line(capsys.readouterr().err)
+    assert "warning: validation accuracy 0.100 is at chance level (1/10)" in line
+    assert json.loads((out / "metrics.json").read_text())["warnings"]

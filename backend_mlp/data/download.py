@@ -24,7 +24,10 @@ allowed (with a warning), else refused (:func:`replace_cached_file`).
 Limits: a mirror's answer may not exceed :data:`MAX_DOWNLOAD_BYTES` (its
 ``Content-Length`` is checked before the body is read, the body while it is read), and
 gzip data are decompressed within the size the IDX header declares
-(:func:`~backend_mlp.data.idx.gunzip_idx`); both are checked before any checksum.  Problems raise
+(:func:`~backend_mlp.data.idx.gunzip_idx`) and, for a file with a published digest, within that
+file's published size (:data:`PUBLISHED_SIZES`); both are checked before any checksum of the content.
+Where only the ``.gz`` digest is published, the served bytes are checked against it before they are
+decompressed.  Problems raise
 :class:`~backend_mlp.errors.DataError` (missing or unreadable files, conflicting copies),
 :class:`~backend_mlp.errors.DownloadError` (no mirror reachable) or
 :class:`~backend_mlp.errors.ChecksumError` (no mirror served data that verifies, a wrong cached file).
@@ -45,7 +48,7 @@ from pathlib import Path
 from ..errors import ChecksumError, DataError, DownloadError, InputValidationError
 from ..files import atomic_write_bytes
 from .idx import gunzip_idx, parse_idx, read_idx_bytes
-from .sources import MNIST, DatasetSpec
+from .sources import FASHION_MNIST, KMNIST, MNIST, DatasetSpec
 
 __all__ = [
     "DATA_ENV",
@@ -54,6 +57,8 @@ __all__ = [
     "default_cache_dir",
     "locate_dataset",
     "MAX_DOWNLOAD_BYTES",
+    "PUBLISHED_SIZES",
+    "published_size",
     "cached_file_problem",
     "check_digest",
     "replace_cached_file",
@@ -69,6 +74,23 @@ CACHE_ENV = "BACKEND_MLP_CACHE"
 #: 47 MB raw): a larger ``Content-Length`` is refused before the body is read, a longer body once
 #: it passes the limit.
 MAX_DOWNLOAD_BYTES = 256 << 20
+
+#: Uncompressed sizes of MNIST's files (from their headers: 60,000 / 10,000 28x28 images and labels), which
+#: Fashion-MNIST and KMNIST share.
+_MNIST_FORMAT_SIZES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
+#: Published SHA-256 digest (of a content or of a ``.gz`` file) -> uncompressed size of the file it is the
+#: digest of: a file that must match that digest may not declare more (:func:`published_size`).
+PUBLISHED_SIZES: Mapping[str, int] = {
+    digest: _MNIST_FORMAT_SIZES[name]
+    for spec in (MNIST, FASHION_MNIST, KMNIST)
+    for digests in (spec.sha256, spec.sha256_gz)
+    for name, digest in digests.items()
+}
 
 #: ``progress(file_name, bytes_received, total_bytes_or_None)``, called while downloading.
 ProgressCallback = Callable[[str, int, "int | None"], None]
@@ -90,6 +112,14 @@ def default_cache_dir(spec: DatasetSpec = MNIST) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "backend_mlp" / spec.name
+
+
+def published_size(spec: DatasetSpec, name: str, checksums: Mapping[str, str] | None = None) -> int | None:
+    """The uncompressed size of the published file ``name`` must be, by the digest that decides for it (in
+    ``checksums``, default ``spec.sha256``, else ``spec.sha256_gz``), when :data:`PUBLISHED_SIZES` knows it;
+    else None.  Used as the limit when decompressing a file that must match that digest."""
+    digest = (spec.sha256 if checksums is None else checksums).get(name) or spec.sha256_gz.get(name)
+    return None if digest is None else PUBLISHED_SIZES.get(digest.lower())
 
 
 def _spellings(name: str) -> list[str]:
@@ -322,8 +352,15 @@ def _download(
             continue
 
         is_gzip = payload.startswith(b"\x1f\x8b")
-        try:  # within the size the IDX header declares, before any checksum
-            content = gunzip_idx(payload, f"{name}.gz", hint="") if is_gzip else payload
+        if expected_sha256 is None and expected_gz is not None:  # the .gz digest decides: before decompressing
+            problem = _verify_download(payload, b"", is_gzip, None, expected_gz)
+            if problem:
+                bad_data = True
+                attempts.append(f"{url} ({problem})")
+                continue
+        size = PUBLISHED_SIZES.get((expected_sha256 or expected_gz or "").lower())
+        try:  # within the size the IDX header declares (and the published size), before any checksum
+            content = gunzip_idx(payload, f"{name}.gz", hint="", limit=size) if is_gzip else payload
         except DataError as exc:
             bad_data = True
             attempts.append(f"{url} ({exc})")
@@ -410,7 +447,7 @@ def replace_cached_file(
 
 
 def _verify_download(
-    payload: bytes, content: bytes, is_gzip: bool, expected_sha256: str | None, expected_gz: str | None
+    payload: bytes, content: bytes | bytearray, is_gzip: bool, expected_sha256: str | None, expected_gz: str | None
 ) -> str | None:
     """Why a download does not verify (None when it does): the uncompressed digest decides when known."""
     if expected_sha256 is not None:

@@ -20,15 +20,25 @@ may declare more than :data:`MAX_IDX_BYTES` (2 GiB; the environment variable
 ``BACKEND_MLP_MAX_IDX_BYTES`` or the ``limit`` argument sets another number of
 bytes).  A 4 MB gzip bomb that expands to 4 GB is refused after reading its
 header, in a few megabytes of memory.
+
+Memory and time: a file within the limit is read (or decompressed, 1 MiB at a time)
+into ONE buffer of the size its header declares, which :func:`read_idx` turns into
+the array without a copy (single-byte data; wider types are byte-swapped in place),
+so reading takes about the declared size once.  A declared size the process cannot
+allocate is a :class:`DataError` naming the file and the size.  Gzip input is fed
+to the decompressor in slices that start small at every member, so data made of
+many tiny gzip members take linear time.
 """
 
 from __future__ import annotations
 
 import gzip as _gzip
 import os
+import re
 import zlib
 from math import prod
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -76,6 +86,9 @@ MAX_IDX_BYTES = 2 << 30
 MAX_IDX_BYTES_ENV = "BACKEND_MLP_MAX_IDX_BYTES"
 
 _GZIP_SIGNATURE = b"\x1f\x8b"
+_NOT_ZERO = re.compile(rb"[^\0]")
+_OUT_STEP = 1 << 20  # the most bytes one call decompresses
+_IN_FIRST, _IN_MOST = 256, 1 << 20  # input slices: small at each gzip member's start, doubling to 1 MiB
 _HEADER_MAX = 4 + 4 * 255  # the longest header: 255 dimensions
 _DAMAGED_HINT = " Delete the file and download it again."
 _Header = tuple[np.dtype, tuple[int, ...], int]  # dtype, dimensions, header length
@@ -108,13 +121,14 @@ def idx_size_limit(limit: int | None = None) -> int:
 
 def read_idx_file(
     path: str | os.PathLike[str], *, limit: int | None = None, what: str = "IDX file"
-) -> tuple[bytes, bytes | None]:
+) -> tuple[bytearray | bytes, bytearray | None]:
     """``(content, gzip bytes)`` of an IDX file: its uncompressed content, and the file's own bytes
     when it is gzip data (None for a raw file).
 
     A file is gzip when its name ends in ``.gz`` or it starts with the gzip signature.  A raw file's
     size must be what its header declares, checked before its data are read; gzip data are
-    decompressed by :func:`gunzip_idx`.  ``what`` names the file in messages (``"MNIST file"``).
+    decompressed by :func:`gunzip_idx`.  Either is read into one buffer of the declared size (a
+    ``bytearray``), without further copies.  ``what`` names the file in messages (``"MNIST file"``).
     Raises :class:`DataError` for a missing, unreadable or damaged file and one over the limit
     (:func:`idx_size_limit`).
     """
@@ -124,7 +138,7 @@ def read_idx_file(
         head = fh.read(_HEADER_MAX)
         if is_gzip(head, p):
             most = cap + (cap >> 8) + (1 << 20)  # deflate's worst case for `cap` bytes, generously
-            raw = head if size > most else head + read_at_most(fh, most - len(head))
+            raw = head if size > most else _read_rest(fh, head, size, most, p)
             if len(raw) > most or size > most:  # (read to the limit: a file without a size, or one that grew)
                 raise DataError(
                     f"gzip file {p} has {max(size, len(raw))} bytes, more than {most}, the most that gzip data of an "
@@ -139,19 +153,60 @@ def read_idx_file(
         if size > 0 and size != need:  # size 0: not a regular file, so read and compare
             raise DataError(f"IDX file {p}: {_length_problem(header, size - header[2])} ({size} bytes in all); "
                             "refused before reading its data")
-        data = head + read_at_most(fh, need - len(head))
-    if len(data) != need:
-        raise DataError(f"IDX file {p}: {_length_problem(header, len(data) - header[2])}")
+        if len(head) > need:
+            raise DataError(f"IDX file {p}: {_length_problem(header, len(head) - header[2])}")
+        data = _allocate(need, header, str(p))
+        data[: len(head)] = head
+        got = len(head) + _read_into(fh, data, len(head))
+        got += len(fh.read(1))  # one more byte tells that there were more
+    if got != need:
+        raise DataError(f"IDX file {p}: {_length_problem(header, got - header[2])}")
     return data, None
 
 
-def read_idx_bytes(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+def _allocate(size: int, header: _Header | None, source: str) -> bytearray:
+    """A buffer of ``size`` bytes; :class:`DataError` naming ``source`` and what it declares when the process
+    cannot allocate it (a MemoryError, e.g. under an address-space limit)."""
+    try:
+        return bytearray(size)
+    except MemoryError:
+        what = "" if header is None else f" (dimensions {header[1]} of {header[0].name}, header included)"
+        raise DataError(
+            f"IDX file {source} declares {size} bytes{what}, more memory than this process could allocate; "
+            "free some memory or raise the process's memory limit"
+        ) from None
+
+
+def _read_into(fh: BinaryIO, buf: bytearray, start: int) -> int:
+    """Fill ``buf[start:]`` from ``fh`` (in place, without a copy); the number of bytes read."""
+    got = start
+    with memoryview(buf) as view:
+        while got < len(buf) and (n := fh.readinto(view[got:])):
+            got += n
+    return got - start
+
+
+def _read_rest(fh: BinaryIO, head: bytes, size: int, most: int, path: Path) -> bytearray:
+    """``head`` and the rest of ``fh`` (``size`` bytes in all by its ``fstat``), read into one buffer; up to
+    ``most + 1`` bytes for a file without a size or one that grew."""
+    buf = _allocate(max(size, len(head)), None, str(path))
+    buf[: len(head)] = head
+    got = len(head) + _read_into(fh, buf, len(head))
+    del buf[got:]
+    if got >= size:  # a file without a size, or one that grew: read on, up to the limit
+        buf += read_at_most(fh, most - got)
+    return buf
+
+
+def read_idx_bytes(path: str | os.PathLike[str], *, limit: int | None = None) -> bytearray | bytes:
     """The uncompressed content of an IDX file (gunzipped when it is gzip data), within the limits of
     :func:`read_idx_file`.  Raises :class:`DataError` for a missing, unreadable, damaged or too large file."""
     return read_idx_file(path, limit=limit)[0]
 
 
-def decompress_idx_bytes(raw: bytes, path: str | os.PathLike[str], *, limit: int | None = None) -> bytes:
+def decompress_idx_bytes(
+    raw: bytes, path: str | os.PathLike[str], *, limit: int | None = None
+) -> bytearray | bytes:
     """``raw``, the bytes of the file ``path``, gunzipped by :func:`gunzip_idx` when the name ends in
     ``.gz`` or the content starts with the gzip signature (else returned as they are)."""
     if is_gzip(raw, path):
@@ -165,33 +220,50 @@ def is_gzip(raw: bytes, path: str | os.PathLike[str] = "") -> bool:
 
 
 def gunzip_idx(
-    raw: bytes, source: str | os.PathLike[str], *, limit: int | None = None, hint: str = _DAMAGED_HINT
-) -> bytes:
+    raw: bytes | bytearray | memoryview,
+    source: str | os.PathLike[str],
+    *,
+    limit: int | None = None,
+    hint: str = _DAMAGED_HINT,
+) -> bytearray:
     """Decompress the gzip data ``raw`` of an IDX file (``source`` names it), bounded by its header.
 
     Decompression is incremental: the IDX header is read from the first bytes, and the output may
     never exceed the size it declares (``header + prod(dims) * itemsize``), nor may that size exceed
     the limit (:func:`idx_size_limit`).  Concatenated gzip members are read as one stream, as by
-    :func:`gzip.decompress`.  Raises :class:`DataError` (ending in ``hint``) for truncated or
+    :func:`gzip.decompress`.  The content is decompressed into one buffer of the declared size (returned;
+    shortened in place when the data are shorter), so memory is the declared size once, and time is linear
+    in the input, however many gzip members it has.  Raises :class:`DataError` (ending in ``hint``) for truncated or
     corrupted data, a bad header, or data beyond the declared size; content shorter than its header
-    declares is returned for :func:`parse_idx` to report.
+    declares is returned for :func:`parse_idx` to report.  A declared size the process cannot allocate
+    raises :class:`DataError` naming it.
     """
     cap, source = idx_size_limit(limit), str(source)
-    chunks: list[bytes] = []
+    view = memoryview(raw).cast("B")
+    head, buf = bytearray(), None  # the first bytes, until the header is known; then the whole content
     total, need, header = 0, None, None
-    stream, pending = zlib.decompressobj(31), raw
+    stream, pos, step = zlib.decompressobj(31), 0, _IN_FIRST
     try:
         while True:
-            before = len(pending)
-            chunk = stream.decompress(pending, (_HEADER_MAX if need is None else need) + 1 - total)
-            pending = stream.unconsumed_tail
-            chunks.append(chunk)
-            total += len(chunk)
-            if need is None:
-                chunks = [b"".join(chunks)]
-                header = _header(chunks[0], source)
+            piece = view[pos : pos + step]
+            room = (_HEADER_MAX if need is None else need) + 1 - total
+            chunk = stream.decompress(piece, min(room, _OUT_STEP))
+            used = len(piece) - len(stream.unconsumed_tail) - len(stream.unused_data)
+            pos += used
+            if buf is None:
+                head += chunk
+                total = len(head)
+                header = _header(head, source)
                 if header is not None:
                     need = _declared_size(header, source, cap)
+                    if total <= need:
+                        buf = _allocate(need, header, source)
+                        buf[:total] = head
+            elif total + len(chunk) <= need:  # type: ignore[operator]
+                buf[total : total + len(chunk)] = chunk
+                total += len(chunk)
+            else:
+                total += len(chunk)
             if need is not None and total > need:
                 assert header is not None
                 raise DataError(
@@ -199,24 +271,37 @@ def gunzip_idx(
                     f"declares (dimensions {header[1]} of {header[0].name}, header included); refused there"
                 )
             if stream.eof:
-                rest = stream.unused_data.lstrip(b"\0")  # gzip.decompress ignores zero padding
-                if not rest:
-                    return b"".join(chunks)
-                if not rest.startswith(_GZIP_SIGNATURE):
-                    detail = f"not valid gzip data: {len(rest)} bytes of something else after the end of the stream"
+                found = _NOT_ZERO.search(view, pos)  # gzip.decompress ignores zero padding
+                if found is None:
                     break
-                stream, pending = zlib.decompressobj(31), rest
-            elif not chunk and (not pending or len(pending) == before):
-                detail = "truncated: the data end before the end of the gzip stream"
-                break
+                pos = found.start()
+                if view[pos : pos + 2] != _GZIP_SIGNATURE:
+                    raise _Damaged(f"not valid gzip data: {len(view) - pos} bytes of something else after the end "
+                                   "of the stream")
+                stream, step = zlib.decompressobj(31), _IN_FIRST
+            elif not chunk and not used:
+                raise _Damaged("truncated: the data end before the end of the gzip stream")
+            else:
+                step = min(2 * step, _IN_MOST)
     except zlib.error as exc:
         text = str(exc)
         kind = "not valid gzip data" if "header" in text or "unknown compression" in text else "corrupted data"
         detail = f"{kind}: {text}"
+    except _Damaged as exc:
+        detail = str(exc)
+    else:
+        if buf is None:  # shorter than its header: parse_idx reports it
+            return head
+        del buf[total:]  # shorter than declared (in place): parse_idx reports it
+        return buf
     raise DataError(
-        f"gzip file {source} is damaged ({detail}; {len(raw)} compressed bytes); "
+        f"gzip file {source} is damaged ({detail}; {len(view)} compressed bytes); "
         f"expected a complete gzip stream.{hint}"
     )
+
+
+class _Damaged(Exception):
+    """Internal: why gzip data are damaged."""
 
 
 def _header(data: bytes, source: str, expected_magic: int | None = None) -> _Header | None:
@@ -283,11 +368,20 @@ def _length_problem(header: _Header, have: int) -> str:
     return f"{what}; header dimensions {shape} of {dtype.name} need {need} bytes of data, the file has {have}"
 
 
-def parse_idx(data: bytes, *, source: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
+def parse_idx(
+    data: bytes | bytearray | memoryview,
+    *,
+    source: str = "<bytes>",
+    expected_magic: int | None = None,
+    copy: bool = True,
+) -> np.ndarray:
     """Decode uncompressed IDX bytes into a NumPy array in native byte order.
 
     ``source`` names the data in error messages; ``expected_magic`` (e.g.
-    :data:`IMAGES_MAGIC`) additionally requires that exact magic number.
+    :data:`IMAGES_MAGIC`) additionally requires that exact magic number.  The array
+    is a copy unless ``copy=False`` and ``data`` is writable (a ``bytearray``): then
+    it uses ``data``'s memory (byte-swapped in place for wider types), which
+    ``data`` must not be used for afterwards.
     Raises :class:`DataError` for a bad magic number, unknown data type, truncated
     header, or a payload shorter or longer than the header's dimensions require.
     """
@@ -305,8 +399,13 @@ def parse_idx(data: bytes, *, source: str = "<bytes>", expected_magic: int | Non
     if len(data) - header_len != prod(shape) * dtype.itemsize:
         raise DataError(f"IDX file {source}: {_length_problem(header, len(data) - header_len)}")
     arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
-    # astype copies: the result is writable, native-endian and does not pin ``data``.
-    return arr.astype(dtype.newbyteorder("="))
+    native = dtype.newbyteorder("=")
+    if copy or not arr.flags.writeable:
+        # astype copies: the result is writable, native-endian and does not pin ``data``.
+        return arr.astype(native)
+    if native != dtype:
+        arr = arr.byteswap(inplace=True).view(native)
+    return arr
 
 
 def read_idx(
@@ -319,7 +418,8 @@ def read_idx(
     number (2049 labels, 2051 images); ``limit`` bounds the uncompressed size in bytes
     (default :func:`idx_size_limit`).  Raises :class:`DataError` on any problem.
     """
-    return parse_idx(read_idx_bytes(path, limit=limit), source=str(path), expected_magic=expected_magic)
+    content = read_idx_bytes(path, limit=limit)  # one buffer of the declared size, which becomes the array
+    return parse_idx(content, source=str(path), expected_magic=expected_magic, copy=False)
 
 
 def encode_idx(array: np.ndarray) -> bytes:

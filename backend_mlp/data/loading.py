@@ -29,7 +29,15 @@ import numpy as np
 
 from ..backends import resolve_dtype_name
 from ..errors import DataError
-from .download import DATA_ENV, ProgressCallback, _locate, cached_file_problem, check_digest, replace_cached_file
+from .download import (
+    DATA_ENV,
+    ProgressCallback,
+    _locate,
+    cached_file_problem,
+    check_digest,
+    published_size,
+    replace_cached_file,
+)
 from .idx import parse_idx, read_idx_file
 from .sources import MNIST, ROLES, DatasetSpec, recognise
 
@@ -144,16 +152,20 @@ def _load(
     files: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         name = spec.files[role]
-        content, files[role] = _read(spec, name, paths[name])
+        # a file that must match a published digest may not declare more than that file's size
+        enforced = cache is not None or (checksums is not None and name in checksums)
+        limit = published_size(spec, name, checksums) if enforced else None
+        content, files[role] = _read(spec, name, paths[name], limit)
         problem = None if cache is None else cached_file_problem(spec, name, files[role], checksums)
         if problem is not None:  # a wrong file in the cache: refused, or downloaded again
             paths[name] = replace_cached_file(spec, name, paths[name], problem, download=download, mirrors=mirrors,
                                               checksums=checksums, timeout=timeout, progress=progress)
-            content, files[role] = _read(spec, name, paths[name])
+            content, files[role] = _read(spec, name, paths[name], limit)
         expected = None if checksums is None else checksums.get(name)
         if expected is not None:
             check_digest(files[role]["sha256"], expected, source=paths[name], title=spec.title)
-        arrays[name] = parse_idx(content, source=str(paths[name]), expected_magic=spec.magic(name))
+        # the array uses the buffer read (no copy): reading takes about the file's declared size once
+        arrays[name] = parse_idx(content, source=str(paths[name]), expected_magic=spec.magic(name), copy=False)
         del content
 
     splits: dict[str, tuple[np.ndarray, np.ndarray, Path]] = {}
@@ -179,7 +191,14 @@ def _load(
                 f"{split} images {paths[images_name]} are {rows}x{cols} but the train images are "
                 f"{image_shape[0]}x{image_shape[1]}; expected the same image size in both splits"
             )
-        flat = images.reshape(n_images, rows * cols).astype(dtype_name)
+        try:
+            flat = images.reshape(n_images, rows * cols).astype(dtype_name)
+        except MemoryError:
+            need = images.size * np.dtype(dtype_name).itemsize
+            raise DataError(
+                f"{split} images {paths[images_name]}: {n_images} images of {rows}x{cols} need {need} bytes as "
+                f"{dtype_name}, more memory than this process could allocate; use fewer images or more memory"
+            ) from None
         flat /= 255
         splits[split] = (flat, labels.astype(np.int64), paths[labels_name])
 
@@ -231,9 +250,12 @@ def _load(
     )
 
 
-def _read(spec: DatasetSpec, name: str, path: Path) -> tuple[bytes, dict[str, Any]]:
-    """The uncompressed content of the file ``name`` at ``path``, and its ``source`` entry (digests)."""
-    content, gz = read_idx_file(path, what=f"{spec.title} file")
+def _read(
+    spec: DatasetSpec, name: str, path: Path, limit: int | None = None
+) -> tuple[bytearray | bytes, dict[str, Any]]:
+    """The uncompressed content of the file ``name`` at ``path`` (at most ``limit`` bytes, default the
+    IDX limit), and its ``source`` entry (digests)."""
+    content, gz = read_idx_file(path, what=f"{spec.title} file", limit=limit)
     digest = hashlib.sha256(content).hexdigest()
     gz_digest = None if gz is None else hashlib.sha256(gz).hexdigest()
     published = None  # the uncompressed digest decides when the spec has one, else the .gz digest
