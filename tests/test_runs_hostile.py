@@ -225,3 +225,39 @@ def test_11_a_result_at_chance_level_is_warned_about(
     line = _one_line(capsys.readouterr().err)
     assert "warning: validation accuracy 0.100 is at chance level (1/10)" in line
     assert json.loads((out / "metrics.json").read_text())["warnings"]
+
+
+_LOCK_STRESS = """
+import os, sys, time
+from pathlib import Path
+from backend_mlp.errors import UsageError
+from backend_mlp.runs import FolderLock
+folder, marker = Path(sys.argv[1]), Path(sys.argv[1]) / "holder"
+acquired = doubles = 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except UsageError:
+        continue
+    acquired += 1
+    try:  # only the holder may create the marker
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        time.sleep(0.0002)
+        os.unlink(marker)
+    except FileExistsError:
+        doubles += 1
+    lock.release()
+print(acquired, doubles)
+"""
+
+
+def test_2_the_folder_lock_never_has_two_holders(tmp_path: Path) -> None:
+    """Three processes taking and releasing the lock as fast as they can: never two holders at once
+    (before the lock was retaken on a replaced lock file, about a third of the acquisitions were doubles)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _LOCK_STRESS, str(tmp_path), "3"], env=_env(),
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    counts = [tuple(map(int, p.communicate(timeout=60)[0].split())) for p in procs]
+    assert all(acquired > 50 for acquired, _ in counts), counts
+    assert sum(doubles for _, doubles in counts) == 0, counts
