@@ -30,7 +30,7 @@ import numpy as np
 from .backends import Backend, resolve_backend, to_numpy
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint, move_state, save_checkpoint, save_model
 from .data import DataSplits, get_dataset, prepare_splits
-from .errors import CheckpointError, TrainingDivergedError, UsageError
+from .errors import CheckpointError, InputValidationError, TrainingDivergedError, UsageError
 from .experiment import SECTIONS, summarize
 from .files import atomic_write_bytes, write_json
 from .network import predict_proba
@@ -205,7 +205,15 @@ def plan_run(
         )
 
     recorded_dataset = ckpt.extra.get("dataset")
-    if dataset is None and isinstance(recorded_dataset, str):
+    if recorded_dataset is not None:
+        try:
+            recorded_dataset = get_dataset(recorded_dataset).name
+        except InputValidationError:
+            raise CheckpointError(
+                f"checkpoint {resume}: its metadata names the data set {str(recorded_dataset)[:80]!r}, which this "
+                "backend_mlp does not know; pass --dataset or --data-dir with the data the run started on"
+            ) from None
+    if dataset is None and recorded_dataset is not None:
         dataset = recorded_dataset
     elif dataset is not None and isinstance(recorded_dataset, str) and dataset != recorded_dataset:
         raise UsageError(

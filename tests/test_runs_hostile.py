@@ -261,3 +261,16 @@ def test_2_the_folder_lock_never_has_two_holders(tmp_path: Path) -> None:
     counts = [tuple(map(int, p.communicate(timeout=60)[0].split())) for p in procs]
     assert all(acquired > 50 for acquired, _ in counts), counts
     assert sum(doubles for _, doubles in counts) == 0, counts
+
+
+def test_a_checkpoint_naming_an_unknown_data_set_is_one_line(data_dir: Path, tmp_path: Path, capsys) -> None:
+    from backend_mlp.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["--data-dir", str(data_dir), *BASE, "--max-steps", "20", "--out", str(out)]) == 0
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    save_checkpoint(tmp_path / "crafted.npz", ckpt.config, ckpt.state, extra={**ckpt.extra, "dataset": "bogus"})
+    capsys.readouterr()
+    assert main(["--resume", str(tmp_path / "crafted.npz"), "--max-steps", "40", "--quiet"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "crafted.npz: its metadata names the data set 'bogus'" in line
