@@ -26,6 +26,7 @@ the run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -212,3 +213,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     width = max(len(k[0]) for k in _ERROR_LOG.worst)
     for (check, name, dt), value in sorted(_ERROR_LOG.worst.items()):
         tr.write_line(f"{check:<{width}}  {name:<17} {dt:<8} {value:.3e}")
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """A fresh local HTTP mirror on 127.0.0.1 (:class:`local_mirror.Server`), closed after the test."""
+    from local_mirror import Server
+
+    s = Server()
+    try:
+        yield s
+    finally:
+        s.close()

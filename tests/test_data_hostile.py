@@ -19,12 +19,12 @@ import subprocess
 import sys
 import textwrap
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_download import CHECKSUMS, GZ, RAW, WRONG_GZ, Server
+from local_mirror import Server, isolate_downloads
+from test_data_download import CHECKSUMS, GZ, RAW, WRONG_GZ
 
 import backend_mlp
 from backend_mlp.data import MNIST, DatasetSpec, load_dataset, load_mnist
@@ -42,24 +42,9 @@ BOMB_ZEROS_MIB = 3750  # 3.9 GB of zeros after the header, about 3.9 MB gzipped
 TRAIN_IMAGES, TRAIN_LABELS = MNIST.files["train_images"], MNIST.files["train_labels"]
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No BACKEND_MLP_DATA, a private cache, and no proxy between us and 127.0.0.1."""
-    monkeypatch.delenv("BACKEND_MLP_DATA", raising=False)
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("BACKEND_MLP_CACHE", str(tmp_path / "default-cache"))
+    isolate_downloads(monkeypatch, tmp_path / "default-cache")
 
 
 def idx_header(dims: tuple[int, ...], code: int = 0x08) -> bytes:
@@ -129,7 +114,7 @@ CHILD = textwrap.dedent(
             write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(10, np.uint8))
             load_mnist(folder)
         else:  # served by a mirror on 127.0.0.1
-            from test_data_download import Server
+            from local_mirror import Server
             server = Server()
             url = server.mirror("bomb", {{"train-images-idx3-ubyte": bomb.read_bytes()}})
             load_mnist(mirrors=[url], checksums=dict(MNIST.sha256), cache_dir=work / "cache", timeout=5)

@@ -8,13 +8,13 @@ import dataclasses
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import pytest
-from test_data_download import CHECKSUMS, GZ, Server
+from local_mirror import Server, isolate_downloads
+from test_data_download import CHECKSUMS, GZ
 
 import backend_mlp.data.sources as sources
 from backend_mlp.backends import to_numpy
@@ -63,26 +63,11 @@ def write_folder(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
     return folder
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No BACKEND_MLP_DATA, no proxy, and a private cache base folder ``$BACKEND_MLP_CACHE``."""
-    monkeypatch.delenv("BACKEND_MLP_DATA", raising=False)
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    base = tmp_path / "cache"
-    monkeypatch.setenv("BACKEND_MLP_CACHE", str(base))
-    return base
+    """Downloads isolated; returns the private cache base folder ``$BACKEND_MLP_CACHE``."""
+    isolate_downloads(monkeypatch, tmp_path / "cache")
+    return tmp_path / "cache"
 
 
 # --------------------------------------------------------------------------- registry
