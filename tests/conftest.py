@@ -225,3 +225,27 @@ def server() -> Iterator[Any]:
         yield s
     finally:
         s.close()
+
+
+
+def cut_and_resume(data: Any, config: Any, folder: Any, backend: Backend, at: int) -> tuple[Any, Any, Any, Any]:
+    """Train ``config`` on ``data`` in full, and again with a Ctrl-C at step ``at`` (from the checkpoint
+    callback), the interrupted state saved to ``folder/cut.npz``, loaded on ``backend`` and resumed.
+
+    Returns ``(full, cut, loaded, resumed)``: the uninterrupted result, the interrupted state, the loaded
+    :class:`~backend_mlp.checkpoint.Checkpoint` (its ``state`` advanced by the resume) and the resumed result.
+    """
+    from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
+    from backend_mlp.training import TrainingInterrupted, train
+
+    full = train(data, config)
+
+    def stop(state: Any) -> None:
+        if state.step == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data, config, checkpoint_callback=stop)
+    cut = info.value.state
+    loaded = load_checkpoint(save_checkpoint(folder / "cut.npz", config, cut), device=backend)
+    return full, cut, loaded, train(data, config, state=loaded.state)

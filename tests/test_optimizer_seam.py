@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from conftest import cut_and_resume
 
 import backend_mlp.optimizers as optimizers
 from backend_mlp import to_numpy
-from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
+from backend_mlp.checkpoint import load_checkpoint
 from backend_mlp.data import Dataset
-from backend_mlp.errors import TrainingInterrupted
 from backend_mlp.optimizers import Optimizer
 from backend_mlp.training import TrainingConfig, train
 
@@ -55,23 +55,13 @@ def _data(backend: Any) -> Dataset:
 def test_stateful_optimizer_resumes_bit_identically(tmp_path: Path, backend: Any, heavy_ball: HeavyBall) -> None:
     config = TrainingConfig(layer_dims=(5, 6, 3), learning_rate=0.05, num_iterations=40, batch_size=16,
                             record_every=5, early_stopping=False, optimizer=heavy_ball)
-    data = _data(backend)
-    full = train(data, config)
+    full, cut, loaded, resumed = cut_and_resume(_data(backend), config, tmp_path, backend, at=25)
     assert sorted(full.state.optimizer_state) == sorted(f"velocity.{k}" for k in full.parameters)
     assert any(float(np.abs(to_numpy(v)).max()) > 0 for v in full.state.optimizer_state.values())
-
-    def stop(state):
-        if state.step == 25:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(data, config, checkpoint_callback=stop)
-    path = save_checkpoint(tmp_path / "cut.npz", config, info.value.state)
-    loaded = load_checkpoint(path, device=backend)
     assert loaded.config.optimizer == heavy_ball
-    for k, v in info.value.state.optimizer_state.items():
-        np.testing.assert_array_equal(to_numpy(loaded.state.optimizer_state[k]), to_numpy(v))
-    resumed = train(data, config, state=loaded.state)
+    saved = load_checkpoint(tmp_path / "cut.npz", device=backend).state  # loaded.state was resumed in place
+    for k, v in cut.optimizer_state.items():
+        np.testing.assert_array_equal(to_numpy(saved.optimizer_state[k]), to_numpy(v))
     for k, v in full.state.parameters.items():
         np.testing.assert_array_equal(to_numpy(resumed.state.parameters[k]), to_numpy(v), err_msg=k)
     for k, v in full.state.optimizer_state.items():

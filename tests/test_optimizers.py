@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import relative_error
+from conftest import cut_and_resume, relative_error
 
 from backend_mlp import to_numpy
 from backend_mlp.backends import to_backend
-from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
-from backend_mlp.errors import InputValidationError, TrainingInterrupted
+from backend_mlp.errors import InputValidationError
 from backend_mlp.ops import INPLACE, PURE
 from backend_mlp.optimizers import OPTIMIZERS, Adam, Momentum, Nesterov, make_optimizer
 from backend_mlp.training import TrainingConfig, new_training_state, train, train_step
@@ -159,21 +158,11 @@ def _blobs(backend: Any) -> Dataset:
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_resume_with_each_optimizer_is_bit_identical(tmp_path: Path, backend: Any, rule: str) -> None:
-    data = _blobs(backend)
     config = TrainingConfig(layer_dims=(5, 6, 3), learning_rate=0.01, num_iterations=40, batch_size=16,
                             record_every=5, early_stopping=False, optimizer=RULES[rule][0], lr_decay=0.7)
-    full = train(data, config)  # 10 steps per epoch: the cut at step 25 falls inside the third epoch
-
-    def stop(state):
-        if state.step == 25:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(data, config, checkpoint_callback=stop)
-    path = save_checkpoint(tmp_path / "cut.npz", config, info.value.state)
-    loaded = load_checkpoint(path, device=backend)
+    # 10 steps per epoch: the cut at step 25 falls inside the third epoch
+    full, _, loaded, resumed = cut_and_resume(_blobs(backend), config, tmp_path, backend, at=25)
     assert loaded.config.optimizer == config.optimizer
-    resumed = train(data, config, state=loaded.state)
     for tree in ("parameters", "optimizer_state"):
         expected = getattr(full.state, tree)
         assert sorted(getattr(resumed.state, tree)) == sorted(expected)
