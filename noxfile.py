@@ -72,25 +72,28 @@ def has_cuda_gpu() -> bool:
 TORCH_WHEEL = local_cpu_torch_wheel()
 
 
-def _install(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".[test]", *extra)
+def _install(session: nox.Session, *extra: str, extras: tuple[str, ...] = ()) -> None:
+    """The project with its test extra (plus ``extras``) in editable mode, and ``extra`` requirements."""
+    session.install("-e", f".[{','.join(('test', *extras))}]", *extra)
 
 
-def _pytest(session: nox.Session, backends: str, *paths: str) -> None:
+def _pytest(session: nox.Session, backends: str, *paths: str, extra_env: dict[str, str] | None = None) -> None:
     # one BLAS/OpenMP thread: the test matrices are tiny, and on a busy machine
     # spinning BLAS threads make them many times slower
     env = {"BACKEND_MLP_TEST_BACKENDS": backends, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
     if "BACKEND_MLP_DATA" in os.environ:
         env["BACKEND_MLP_DATA"] = os.path.abspath(os.environ["BACKEND_MLP_DATA"])
+    env.update(extra_env or {})
     session.run("pytest", *DEFAULT_PYTEST, *paths, *session.posargs, env=env)
 
 
 @nox.session(name="tests-numpy", python=PYTHON, tags=["cpu"])
 def tests_numpy(session: nox.Session) -> None:
-    """The whole suite on NumPy (CPU), including data, CLI, estimator and a short real MNIST run."""
-    _install(session)
-    _pytest(session, "numpy")
+    """The whole suite on NumPy (CPU), including data, CLI, estimator, a short real MNIST run and the
+    Dask sweeps (which must run here: ``BACKEND_MLP_REQUIRE_SWEEP`` turns their skip into a failure)."""
+    _install(session, extras=("sweep",))
+    _pytest(session, "numpy", extra_env={"BACKEND_MLP_REQUIRE_SWEEP": "1"})
 
 
 @nox.session(name="tests-array_api_strict", python=PYTHON, tags=["cpu"])
@@ -109,6 +112,13 @@ def tests_torch(session: nox.Session) -> None:
         session.install(f"torch=={TORCH_VERSION}", "--index-url", TORCH_CPU_INDEX)
         _install(session)
     _pytest(session, "torch")
+
+
+@nox.session(name="tests-jax", python=PYTHON, tags=["cpu"])
+def tests_jax(session: nox.Session) -> None:
+    """The whole suite on JAX (CPU, float64 enabled), compiled steps included."""
+    _install(session, extras=("jax",))
+    _pytest(session, "jax")
 
 
 @nox.session(name="tests-cupy", python=PYTHON, tags=["gpu"])
