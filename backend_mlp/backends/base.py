@@ -13,6 +13,7 @@ compares backend or library names.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -100,13 +101,51 @@ class Backend:
         return np.from_dlpack(x)
 
     def dtype(self, name: str) -> Any:
-        """The namespace's dtype object for ``"float32"`` or ``"float64"``."""
-        return getattr(self.xp, resolve_dtype_name(name))
+        """The namespace's dtype object for ``"float32"`` or ``"float64"`` (refused where the device lacks it)."""
+        return getattr(self.xp, self.check_dtype(name))
+
+    def supported_dtypes(self) -> tuple[str, ...]:
+        """The floating dtypes of :data:`DTYPES` this backend's device computes in (all, unless overridden)."""
+        return DTYPES
+
+    def check_dtype(self, dtype: Any) -> str:
+        """``dtype``'s name, or :class:`InputValidationError` when this backend's device does not support it."""
+        name = resolve_dtype_name(dtype)
+        supported = self.supported_dtypes()
+        if name not in supported:
+            raise InputValidationError(
+                f"dtype: received {name}, which device {self.name!r} does not support; "
+                f"expected {' or '.join(supported)} on this device"
+            )
+        return name
+
+    # ------------------------------------------------------------------ the training step
+
+    def take_batch(self, X_rows: Any, Y_rows: Any, idx: Any) -> tuple[Any, Any]:
+        """The batch of samples ``idx`` as columns: ``(Xb (n_x, m), Yb (n_classes, m))`` from row-major data."""
+        xp = self.xp
+        return xp.take(X_rows, idx, axis=0).T, xp.take(Y_rows, idx, axis=0).T
+
+    def compile_step(self, step: Any) -> Any:
+        """``step`` (a pure function of arrays) compiled by this library's compiler, or ``None`` without one.
+
+        The compiled function takes and returns the same (nested dicts/tuples of) arrays as ``step``;
+        callers run ``step`` eagerly when this returns ``None``.
+        """
+        return None
 
     # ------------------------------------------------------------------ timing and memory
 
     def synchronize(self) -> None:
         """Wait for queued device work to finish (a no-op on host backends)."""
+
+    def device_context(self) -> AbstractContextManager[Any]:
+        """A context in which this backend's device is the current one (a no-op unless overridden).
+
+        CuPy runs every kernel on the *current* GPU and refuses arrays of another one, so work on
+        ``"gpu:1"`` runs inside ``with backend.device_context():``.
+        """
+        return nullcontext()
 
     @property
     def hardware(self) -> str:

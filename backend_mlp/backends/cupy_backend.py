@@ -73,7 +73,7 @@ class CupyBackend(Backend):
 
     def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
         arr = host_as(host_array, dtype)
-        with self.device:
+        with self.device_context():
             return self.xp.asarray(arr)
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -82,17 +82,24 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.device.synchronize()
 
+    def device_context(self) -> Any:
+        import cupy
+
+        return cupy.cuda.Device(self.device.id)  # a fresh object: CuPy's Device is a context manager
+
     def reset_memory_peak(self) -> None:
         import cupy
 
         self.synchronize()
-        cupy.get_default_memory_pool().free_all_blocks()
+        with self.device_context():  # the pool answers for the current device
+            cupy.get_default_memory_pool().free_all_blocks()
 
     def memory_peak(self) -> int | None:
         # CuPy's pool keeps freed blocks, so after free_all_blocks() its total is a high-water mark
         import cupy
 
-        return int(cupy.get_default_memory_pool().total_bytes())
+        with self.device_context():
+            return int(cupy.get_default_memory_pool().total_bytes())
 
     def describe(self) -> dict[str, Any]:
         import cupy

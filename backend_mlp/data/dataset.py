@@ -15,7 +15,7 @@ import array_api_compat
 import numpy as np  # host-side conversion of user data only
 
 from .. import validation as V
-from ..backends import Backend, namespace_of, resolve_backend, resolve_dtype_name
+from ..backends import Backend, backend_of, namespace_of, resolve_backend, resolve_dtype_name
 from ..errors import InputValidationError
 from .prep import one_hot, to_host
 
@@ -46,7 +46,8 @@ class Dataset:
     @property
     def labels(self) -> Array:
         """Class indices (m,), integers on the dataset's backend (``argmax`` of the one-hot ``Y_rows``)."""
-        return namespace_of(self.Y_rows).argmax(self.Y_rows, axis=1)
+        with backend_of(self.Y_rows).device_context():
+            return namespace_of(self.Y_rows).argmax(self.Y_rows, axis=1)
 
     @property
     def X(self) -> Array:
@@ -62,10 +63,11 @@ class Dataset:
     def from_columns(cls, X: Array, Y: Array) -> Dataset:
         """From the report's layout: ``X`` (n_features, m), one-hot ``Y`` (n_classes, m), same backend."""
         xp = V.common_namespace({"X": X, "Y": Y})
-        check_xy_columns(xp, X, Y)
-        order = xp.arange(X.shape[1], device=array_api_compat.device(X))
-        # a gather yields fresh sample-major (row-contiguous) arrays on every backend
-        return cls(xp.take(X.T, order, axis=0), xp.take(Y.T, order, axis=0))
+        with backend_of(X).device_context():
+            check_xy_columns(xp, X, Y)
+            order = xp.arange(X.shape[1], device=array_api_compat.device(X))
+            # a gather yields fresh sample-major (row-contiguous) arrays on every backend
+            return cls(xp.take(X.T, order, axis=0), xp.take(Y.T, order, axis=0))
 
     @classmethod
     def from_host(

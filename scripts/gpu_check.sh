@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# One-command GPU check for backend_mlp, on a machine with an NVIDIA GPU and no network.
+#
+# It uses the CuPy, PyTorch (CUDA) and JAX (CUDA) already installed there, installs this
+# checkout and its pure-Python dependencies into a throwaway virtualenv (which also sees the
+# system's packages) from a folder of wheels prepared beforehand, runs the numeric test files
+# (NUMERIC_TESTS in noxfile.py) on each GPU backend found (cupy, torch_cuda, jax_gpu; side by
+# side, at most 5 minutes), then the GPU benchmark, all within 8 minutes, and writes one results file pair,
+# gpu_check_results/<host>-<UTC time>.json and .md, that docs/benchmarks.md quotes.
+#
+# Prepare the wheel folder once, on any machine with a package registry (pure-Python wheels for
+# the GPU machine's Python, here 3.12; the list covers pytest and hypothesis where they are missing):
+#
+#   pip download --only-binary=:all: --no-deps --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#       --dest wheels array-api-compat array-api-strict setuptools pytest pluggy iniconfig packaging \
+#       pygments hypothesis attrs sortedcontainers
+#
+# then copy it next to the checkout on the GPU machine and run
+#
+#   bash scripts/gpu_check.sh --wheels wheels
+#
+# Exit status: 0 all found backends passed and the benchmark ran; 1 a test run or the benchmark
+# failed or timed out (the results files say which); 2 bad usage or wheel folder; 3 no NVIDIA GPU.
+set -euo pipefail
+
+PROG="gpu_check"
+BUDGET_SECONDS=480              # the whole check, installation included
+TEST_CAP_SECONDS=300            # at most this for the test runs (the backends run side by side)
+BENCH_RESERVE_SECONDS=120       # kept for the benchmark
+# the GPU benchmark: backend_mlp on CuPy against PyTorch on the same GPU (see `backend-mlp bench --help`)
+BENCH_ARGS=(--device gpu --dtypes float32,float64 --repeats 3 --min-seconds 0.5 --no-side-memory)
+GPU_BACKENDS=(cupy torch_cuda jax_gpu)
+
+usage() {
+    cat <<EOF
+usage: bash scripts/gpu_check.sh --wheels DIR [--out DIR] [--python PYTHON]
+
+Test backend_mlp on this machine's NVIDIA GPU (CuPy, PyTorch CUDA, JAX GPU) and benchmark it,
+offline, in about 8 minutes; writes OUT/<host>-<time>.json and .md (default OUT: gpu_check_results).
+
+  --wheels DIR     folder of wheels for the pure-Python dependencies (array-api-compat,
+                   array-api-strict, setuptools, ...); prepare it on a machine with a registry:
+                     pip download --only-binary=:all: --no-deps --python-version 3.12 \\
+                       --platform manylinux_2_28_x86_64 --dest wheels array-api-compat \\
+                       array-api-strict setuptools pytest pluggy iniconfig packaging pygments \\
+                       hypothesis attrs sortedcontainers
+  --out DIR        where the results files go (default: gpu_check_results)
+  --python PYTHON  the Python that has CuPy / PyTorch / JAX (default: python3)
+  -h, --help       this help
+EOF
+}
+
+die() {  # one readable line, then the exit status
+    echo "$PROG: $2" >&2
+    exit "$1"
+}
+
+WHEELS=""
+OUT="gpu_check_results"
+PYTHON="python3"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --wheels) [[ $# -ge 2 ]] || die 2 "--wheels needs a folder"; WHEELS="$2"; shift 2 ;;
+        --out) [[ $# -ge 2 ]] || die 2 "--out needs a folder"; OUT="$2"; shift 2 ;;
+        --python) [[ $# -ge 2 ]] || die 2 "--python needs an interpreter"; PYTHON="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die 2 "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+remaining() { echo $(( BUDGET_SECONDS - ($(date +%s) - START) )); }
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
+    die 3 "no NVIDIA GPU found (nvidia-smi is missing or lists no GPU); run this on a machine with an NVIDIA GPU"
+fi
+[[ -n "$WHEELS" ]] || die 2 "--wheels DIR is required (see --help for the command that prepares it)"
+[[ -d "$WHEELS" ]] || die 2 "--wheels: received '$WHEELS'; expected a folder of wheels"
+command -v "$PYTHON" >/dev/null 2>&1 || die 2 "--python: received '$PYTHON'; expected a Python interpreter"
+WHEELS=$(cd "$WHEELS" && pwd)
+
+STAMP="$(hostname -s 2>/dev/null || hostname)-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+echo "$PROG: installing backend_mlp into a throwaway virtualenv from $WHEELS (offline)"
+"$PYTHON" -m venv --system-site-packages "$WORK/venv"
+PY="$WORK/venv/bin/python"
+if ! "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" ".[test]" >"$WORK/pip.log" 2>&1; then
+    tail -n 5 "$WORK/pip.log" >&2
+    die 2 "installing from $WHEELS failed (above); prepare the folder with the command in --help"
+fi
+
+# which GPU backends this machine has (the tests' names: tests/conftest.py)
+declare -A PROBE=(
+    [cupy]="import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0"
+    [torch_cuda]="import torch; assert torch.cuda.is_available()"
+    [jax_gpu]="import jax; assert jax.devices('gpu')"
+)
+NUMERIC_TESTS=$("$PY" - <<'EOF'
+import ast
+tree = ast.parse(open("noxfile.py").read())
+for node in tree.body:
+    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NUMERIC_TESTS" for t in node.targets):
+        print(" ".join(ast.literal_eval(node.value)))
+EOF
+)
+[[ -n "$NUMERIC_TESTS" ]] || die 2 "could not read NUMERIC_TESTS from noxfile.py"
+
+for b in "${GPU_BACKENDS[@]}"; do
+    if "$PY" -c "${PROBE[$b]}" >"$WORK/probe-$b.log" 2>&1; then
+        echo "found" >"$WORK/status-$b"
+    else
+        echo "not available: $(tail -n 1 "$WORK/probe-$b.log")" >"$WORK/status-$b"
+        echo "$PROG: $b not available here ($(tail -n 1 "$WORK/probe-$b.log"))"
+    fi
+done
+
+run_tests() {  # backend, time limit: the numeric test files on one backend, outcome in $WORK/rc-<backend>
+    local b=$1 limit=$2 t0 rc=0
+    t0=$(date +%s)
+    # shellcheck disable=SC2086  # NUMERIC_TESTS is a list of paths
+    BACKEND_MLP_TEST_BACKENDS=$b XLA_PYTHON_CLIENT_PREALLOCATE=false \
+        timeout --signal=INT --kill-after=15 "$limit" \
+        "$PY" -m pytest -v -m "not slow" -p no:cacheprovider $NUMERIC_TESTS \
+        >"$WORK/pytest-$b.log" 2>&1 || rc=$?
+    echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/rc-$b"
+}
+
+# the backends' test runs side by side (one GPU, separate processes; JAX does not preallocate)
+limit=$(( $(remaining) - BENCH_RESERVE_SECONDS ))
+(( limit > TEST_CAP_SECONDS )) && limit=$TEST_CAP_SECONDS
+(( limit < 30 )) && limit=30
+FOUND=()
+for b in "${GPU_BACKENDS[@]}"; do
+    [[ "$(cat "$WORK/status-$b")" == "found" ]] && FOUND+=("$b")
+done
+(( ${#FOUND[@]} > 0 )) || echo "$PROG: none of ${GPU_BACKENDS[*]} works here; nothing to test"
+for b in "${FOUND[@]}"; do
+    echo "$PROG: tests on $b (at most ${limit}s)"
+    run_tests "$b" "$limit" &
+done
+wait
+FAILED=0
+(( ${#FOUND[@]} > 0 )) || FAILED=1
+for b in "${FOUND[@]}"; do
+    read -r rc _ <"$WORK/rc-$b"
+    echo "$PROG: $b: $(tail -n 1 "$WORK/pytest-$b.log")"
+    (( rc == 0 )) || FAILED=1
+done
+
+limit=$(( $(remaining) - 10 ))
+if (( limit >= 30 )); then
+    echo "$PROG: benchmark (at most ${limit}s): backend-mlp bench ${BENCH_ARGS[*]}"
+    t0=$(date +%s)
+    rc=0
+    timeout --signal=INT --kill-after=15 "$limit" "$PY" -m backend_mlp bench "${BENCH_ARGS[@]}" \
+        --json "$WORK/bench.json" >"$WORK/bench.log" 2>&1 || rc=$?
+    echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/rc-bench"
+    (( rc == 0 )) || FAILED=1
+else
+    echo "124 0" >"$WORK/rc-bench"; echo "not run: the 8-minute budget was spent" >"$WORK/bench.log"; FAILED=1
+fi
+
+# one results file pair, written whole (temporary name, then rename)
+"$PY" - "$WORK" "$OUT" "$STAMP" "$(( $(date +%s) - START ))" "${BENCH_ARGS[*]}" "${GPU_BACKENDS[@]}" <<'EOF'
+import importlib.metadata as md
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+
+work, out, stamp, seconds, bench_args, *backends = sys.argv[1:]
+OUTCOME = re.compile(r"^(\S+?::.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+
+
+def read(name, default=""):
+    path = os.path.join(work, name)
+    return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else default
+
+
+def smi(query):
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def version(name):
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+cuda_line = next((line for line in subprocess.run(["nvidia-smi"], capture_output=True, text=True).stdout.splitlines()
+                  if "CUDA Version" in line), "")
+machine = {
+    "host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+    "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    "gpus": smi("name,memory.total"), "driver": (smi("driver_version") or [None])[0],
+    "cuda_driver_api": cuda_line.split("CUDA Version:")[-1].strip(" |") if cuda_line else None,
+}
+libraries = {name: version(name) for name in (
+    "backend_mlp", "numpy", "array-api-compat", "array-api-strict", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch",
+    "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "pytest", "hypothesis")}
+libraries = {k: v for k, v in libraries.items() if v is not None}
+try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+except OSError:
+    commit = None
+
+tests = {}
+for b in backends:
+    status = read(f"status-{b}").strip()
+    entry = {"status": status}
+    if os.path.exists(os.path.join(work, f"rc-{b}")):
+        rc, secs = read(f"rc-{b}").split()
+        entry.update(exit_code=int(rc), seconds=int(secs))
+        entry["status"] = {"0": "passed", "124": "timed out", "137": "timed out"}.get(rc, "failed")
+        log = read(f"pytest-{b}.log").splitlines()
+        # pytest -v prints "tests/x.py::test[param] PASSED [ 3%]": counted from the log, so a run that was
+        # killed at the time limit still reports what it ran
+        outcomes = [m.group(2) for m in map(OUTCOME.match, log) if m]
+        counts = {k: outcomes.count(k.upper()) for k in ("passed", "failed", "error", "skipped", "xfail", "xpass")}
+        entry["counts"] = {"tests": len(outcomes), **counts}
+        entry["summary"] = (log or [""])[-1]
+        entry["failed"] = [m.group(1) for m in map(OUTCOME.match, log) if m and m.group(2) in ("FAILED", "ERROR")]
+        entry["log_tail"] = log[-150:]
+    tests[b] = entry
+
+rc, secs = read("rc-bench", "124 0").split()
+bench = {"command": f"backend-mlp bench {bench_args}", "exit_code": int(rc), "seconds": int(secs),
+         "status": {"0": "ran", "124": "timed out", "137": "timed out"}.get(rc, "failed"), "output": read("bench.log")[-8000:]}
+try:
+    bench["results"] = json.loads(read("bench.json"))
+except ValueError:
+    pass
+
+result = {"stamp": stamp, "commit": commit, "seconds": int(seconds), "machine": machine, "libraries": libraries,
+          "tests": tests, "benchmark": bench}
+
+lines = [f"# GPU check {stamp}", "",
+         f"Commit `{commit}`; {machine['platform']}, Python {machine['python']}; "
+         f"GPU {', '.join(machine['gpus']) or '?'}; driver {machine['driver']}, CUDA {machine['cuda_driver_api']}; "
+         f"{int(seconds)} s in all.", "",
+         "Libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items()) + ".", "",
+         "| backend | status | tests run | passed | failed | errors | skipped | seconds |",
+         "|---|---|---|---|---|---|---|---|"]
+for b, e in tests.items():
+    c = e.get("counts", {})
+    lines.append(f"| {b} | {e['status']} | {c.get('tests', '')} | {c.get('passed', '')} | {c.get('failed', '')} "
+                 f"| {c.get('error', '')} | {c.get('skipped', '')} | {e.get('seconds', '')} |")
+for b, e in tests.items():
+    if e.get("failed"):
+        lines += ["", f"Failures on {b}:", ""] + [f"- `{line}`" for line in e["failed"]]
+lines += ["", f"Benchmark (`{bench['command']}`): {bench['status']} in {bench['seconds']} s.", "", "```",
+          bench["output"].strip()[-6000:], "```", ""]
+
+for suffix, text in ((".json", json.dumps(result, indent=2) + "\n"), (".md", "\n".join(lines))):
+    path = os.path.join(out, stamp + suffix)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+print(f"gpu_check: wrote {os.path.join(out, stamp)}.json and .md")
+EOF
+
+exit "$FAILED"

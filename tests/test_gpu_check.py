@@ -1,0 +1,68 @@
+"""``scripts/gpu_check.sh`` where no GPU is: its help, its usage errors and its one-line refusal.
+
+The check itself needs an NVIDIA GPU (see docs/gpu.md); here it must fail fast and clearly.
+A stand-in ``nvidia-smi`` first on ``PATH`` makes the outcome the same on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def run(tmp_path: Path, *args: str, gpu_listed: bool) -> subprocess.CompletedProcess[str]:
+    """The script with a stand-in ``nvidia-smi`` that lists one GPU or none."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Stand-in (UUID: GPU-0)'\n" if gpu_listed else
+                   "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\nexit 9\n")
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=tmp_path)
+
+
+def test_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, timeout=60).returncode == 0
+
+
+def test_help_says_how_to_prepare_the_wheels(tmp_path: Path) -> None:
+    result = run(tmp_path, "--help", gpu_listed=False)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: bash scripts/gpu_check.sh --wheels DIR")
+    assert "pip download --only-binary=:all:" in result.stdout and "array-api-compat" in result.stdout
+
+
+def test_without_a_gpu_it_fails_fast_with_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "--wheels", str(tmp_path), gpu_listed=False)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr == (
+        "gpu_check: no NVIDIA GPU found (nvidia-smi is missing or lists no GPU); "
+        "run this on a machine with an NVIDIA GPU\n"
+    )
+    assert not (tmp_path / "gpu_check_results").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "gpu_check: --wheels DIR is required (see --help for the command that prepares it)\n"),
+        (("--wheels", "nowhere"), "gpu_check: --wheels: received 'nowhere'; expected a folder of wheels\n"),
+        (("--frobnicate",), "gpu_check: unknown argument '--frobnicate' (see --help)\n"),
+        (("--wheels",), "gpu_check: --wheels needs a folder\n"),
+    ],
+    ids=["no-wheels", "missing-folder", "unknown-argument", "wheels-without-folder"],
+)
+def test_usage_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = run(tmp_path, *args, gpu_listed=True)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
