@@ -116,9 +116,9 @@ def tests_torch(session: nox.Session) -> None:
 
 @nox.session(name="tests-jax", python=PYTHON, tags=["cpu"])
 def tests_jax(session: nox.Session) -> None:
-    """The whole suite on JAX (CPU, float64 enabled), compiled steps included."""
+    """The whole suite on JAX (CPU, float64 enabled), compiled steps (``jax.jit``) included."""
     _install(session, extras=("jax",))
-    _pytest(session, "jax")
+    _pytest(session, "jax", extra_env={"JAX_PLATFORMS": "cpu"})
 
 
 @nox.session(name="tests-cupy", python=PYTHON, tags=["gpu"])
@@ -133,8 +133,8 @@ def tests_cupy(session: nox.Session) -> None:
 @nox.session(name="agreement", python=PYTHON, tags=["cpu"])
 def agreement(session: nox.Session) -> None:
     """Every available backend against NumPy (forward, gradients, a 50-step SGD trajectory) and the update
-    rules against torch.optim on every backend."""
-    backends = ["numpy", "array_api_strict"]
+    rules against torch.optim on every backend; JAX always (it installs from the registry)."""
+    backends = ["numpy", "array_api_strict", "jax"]
     extra = []
     if TORCH_WHEEL is not None:
         extra.append(TORCH_WHEEL)
@@ -142,8 +142,9 @@ def agreement(session: nox.Session) -> None:
     if has_cuda_gpu():
         extra.append(os.environ.get("BACKEND_MLP_CUPY", "cupy-cuda12x"))
         backends.append("cupy")
-    _install(session, *extra)
-    _pytest(session, ",".join(backends), "tests/test_backend_agreement.py", "tests/test_optimizers.py")
+    _install(session, *extra, extras=("jax",))
+    _pytest(session, ",".join(backends), "tests/test_backend_agreement.py", "tests/test_optimizers.py",
+            extra_env={"JAX_PLATFORMS": "cpu"})
 
 
 @nox.session(python=PYTHON, tags=["cpu"])

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import validation as V
-from .backends import Backend, resolve_backend, resolve_dtype_name, to_numpy, tree_to_backend
+from .backends import Backend, resolve_backend, to_numpy, tree_to_backend
 from .batchnorm import BatchNormConfig, as_batchnorm_config
 from .data import Dataset, split_train_validation, to_host
 from .errors import InputValidationError, NotFittedError, TrainingDivergedError
@@ -64,6 +64,7 @@ _PARAM_NAMES = (
     "epsilon",
     "random_state",
     "verbose",
+    "compile",
 )
 
 
@@ -101,6 +102,9 @@ class MLPClassifier:
         Seeds the split, the initialisation and the shuffling (``None``: a fresh random seed).
     verbose : bool
         Print the costs at every record step.
+    compile : bool
+        Compile the training step (``jax.jit`` on JAX, ``torch.compile`` on PyTorch; other
+        libraries run it eagerly, with a warning); see :func:`~backend_mlp.training.train`.
 
     Attributes (after ``fit``)
     --------------------------
@@ -136,6 +140,7 @@ class MLPClassifier:
         epsilon: float | None = None,
         random_state: int | None = 0,
         verbose: bool = False,
+        compile: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.device = device
@@ -158,6 +163,7 @@ class MLPClassifier:
         self.epsilon = epsilon
         self.random_state = random_state
         self.verbose = verbose
+        self.compile = compile
 
     # ------------------------------------------------------------------ scikit-learn protocol
 
@@ -191,7 +197,7 @@ class MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,); returns ``self``."""
         hidden = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         backend = resolve_backend(self.device)
-        dtype = resolve_dtype_name(self.dtype)
+        dtype = backend.check_dtype(self.dtype)  # also refuses a dtype the device lacks
         if not isinstance(self.batchnorm, (bool, np.bool_, BatchNormConfig)):
             raise InputValidationError(
                 f"batchnorm: received {self.batchnorm!r}; expected True, False or a BatchNormConfig"
@@ -255,7 +261,8 @@ class MLPClassifier:
         val_data = None
         if X_val is not None:
             val_data = Dataset.from_host(X_val, y_val, n_classes=k, device=backend, dtype=dtype)
-        result = train(train_data, config, val_data, callback=_print_progress if self.verbose else None)
+        result = train(train_data, config, val_data, callback=_print_progress if self.verbose else None,
+                       compile=self.compile)
         _check_finite_parameters(result)
 
         self.classes_ = classes
@@ -304,10 +311,11 @@ class MLPClassifier:
         if n == 0:
             return np.zeros((0, len(self.classes_)), dtype=self.dtype_)
         parts = []
-        for start in range(0, n, PREDICT_CHUNK):
-            chunk = self.backend_.asarray(np.ascontiguousarray(X_host[start : start + PREDICT_CHUNK].T))
-            AL = _network_predict_proba(chunk, self.parameters_, self.config_.batchnorm or False, self.bn_state_)
-            parts.append(to_numpy(AL).T)
+        with self.backend_.device_context():  # CuPy: kernels run on the current GPU
+            for start in range(0, n, PREDICT_CHUNK):
+                chunk = self.backend_.asarray(np.ascontiguousarray(X_host[start : start + PREDICT_CHUNK].T))
+                AL = _network_predict_proba(chunk, self.parameters_, self.config_.batchnorm or False, self.bn_state_)
+                parts.append(to_numpy(AL).T)
         return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -640,6 +648,7 @@ _PARAM_CHECKS: dict[str, tuple[Any, str]] = {
     "record_every": (_is_positive_int, "a positive integer"),
     "early_stopping": (lambda v: isinstance(v, bool), "true or false"),
     "verbose": (lambda v: isinstance(v, bool), "true or false"),
+    "compile": (lambda v: isinstance(v, bool), "true or false"),
     "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {', '.join(map(repr, OPTIMIZERS))}"),
     "momentum": (lambda v: v is None or _is_number(v), "null or a finite number"),
     "beta1": (lambda v: v is None or _is_number(v), "null or a finite number"),

@@ -63,6 +63,8 @@ class RunPlan:
     resume_path: str | None = None
     dataset: str | None = None
     overwrite: bool = False
+    split_seed: int = SPLIT_SEED
+    figures: bool = True  # the run's three PNGs (a reproduction's runs skip them: its report draws its own)
 
 
 def run_name(data: str, config: TrainingConfig) -> str:
@@ -168,6 +170,7 @@ def plan_run(
     out: str | None = None,
     resume: str | None = None,
     overwrite: bool = False,
+    split_seed: int = SPLIT_SEED,
 ) -> RunPlan:
     """A new run of ``section`` (default 4) with ``overrides``, or the continuation of the checkpoint ``resume``.
 
@@ -178,6 +181,8 @@ def plan_run(
     (:class:`UsageError` listing the differences).  ``max_steps`` may grow.
     ``overwrite``: a new run may take an ``out`` folder that holds another run
     (whose files it removes when it starts); otherwise that is refused.
+    ``split_seed``: the seed of the 80/20 train/validation split (the report's
+    reproduction draws one per seed; ``backend-mlp train`` keeps :data:`SPLIT_SEED`).
     """
     overrides = dict(overrides or {})
     if dataset is not None:
@@ -186,7 +191,7 @@ def plan_run(
         base = SECTIONS[section or "4"]
         config = configure(base, n_features=base.layer_dims[0], n_classes=base.layer_dims[-1], **overrides)
         return RunPlan(config, dtype or "float64", section, device or "cpu", data_dir,
-                       Path(out) if out else None, dataset=dataset, overwrite=overwrite)
+                       Path(out) if out else None, dataset=dataset, overwrite=overwrite, split_seed=split_seed)
     ckpt = load_checkpoint(resume, device="cpu")
     saved = ckpt.config
     base = dataclasses.replace(SECTIONS[section], layer_dims=saved.layer_dims) if section else saved
@@ -234,6 +239,7 @@ def plan_run(
         resume,
         dataset,
         overwrite,
+        split_seed,
     )
 
 
@@ -257,9 +263,12 @@ class RunOutcome:
 class Run:
     """One planned run: :meth:`prepare` loads data and state, :meth:`execute` trains and writes the files."""
 
-    def __init__(self, plan: RunPlan, *, threads: int | None = None, checkpoint_every: int = 1) -> None:
+    def __init__(
+        self, plan: RunPlan, *, threads: int | None = None, checkpoint_every: int = 1, compile: bool = False
+    ) -> None:
         self.plan = plan
         self.threads = threads
+        self.compile = compile  # train(..., compile=True): the step compiled by the backend's library
         self.checkpoint_every = checkpoint_every
         self.backend: Backend = resolve_backend(plan.device_arg)
         self.splits: DataSplits | None = None
@@ -292,7 +301,7 @@ class Run:
         create the output folder."""
         plan = self.plan
         splits = prepare_splits(plan.dataset, plan.data_dir, device=self.backend, dtype=plan.dtype,
-                                split_seed=SPLIT_SEED)
+                                split_seed=plan.split_seed)
         sizes = (splits.train.n_features, splits.n_classes)
         if plan.checkpoint is None:
             plan.config = dataclasses.replace(plan.config, layer_dims=(sizes[0], *plan.config.hidden, sizes[1]))
@@ -321,7 +330,7 @@ class Run:
             "dataset": plan.dataset,
             "class_names": list(splits.class_names),
             "image_shape": list(splits.image_shape),
-            "split_seed": SPLIT_SEED,
+            "split_seed": plan.split_seed,
             "device": self.backend.name,
             "device_arg": plan.device_arg,
             "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
@@ -382,6 +391,11 @@ class Run:
         """Train (from :meth:`prepare`'s state), keep the checkpoint current, and write the run's files."""
         if self.splits is None:
             self.prepare()
+        assert self.splits is not None
+        with self.splits.backend.device_context():  # CuPy: kernels run on the current GPU
+            return self._execute(callback)
+
+    def _execute(self, callback: Callable[[ProgressEvent], None] | None) -> RunOutcome:
         splits, config = self.splits, self.plan.config
         assert splits is not None
 
@@ -395,6 +409,7 @@ class Run:
             result = train(
                 splits.train, config, splits.val, state=self.state, callback=callback,
                 checkpoint_callback=on_checkpoint, blas_threads="auto" if self.threads is None else self.threads,
+                compile=self.compile,
             )
             splits.backend.synchronize()
         except TrainingInterrupted as exc:
@@ -427,26 +442,25 @@ class Run:
         save_checkpoint(self.checkpoint_path, config, result.state, extra=self.extra)
         save_model(self.model_path, config, result.parameters, result.bn_state, extra=self.extra, state=result.state)
         val_costs = result.state.val_costs
-        files = {
-            "metrics": out / "metrics.json",
-            "cost_curve": plot_cost_curve(
+        files = {"metrics": out / "metrics.json"}
+        if plan.figures:
+            files["cost_curve"] = plot_cost_curve(
                 out / "cost_curve.png", result.recorded_steps, result.costs, [c for _, c in val_costs],
                 title=f"{name}: cost during training", val_steps=[s for s, _ in val_costs],
                 l2_lambda=config.l2_lambda,
-            ),
-            "model": self.model_path,
-            "checkpoint": self.checkpoint_path,
-        }
+            )
+        files.update(model=self.model_path, checkpoint=self.checkpoint_path)
         proba = probabilities_on_test_set(result, splits)
         y_pred, y_true = np.argmax(proba, axis=1), np.argmax(to_numpy(splits.test.Y_rows), axis=1)
         names = splits.class_names
-        files["confusion_matrix"] = plot_confusion_matrix(
-            out / "confusion_matrix.png", y_true, y_pred, names, title=f"{name}: test set"
-        )
-        files["misclassified"] = plot_misclassified(
-            out / "misclassified.png", to_numpy(splits.test.X_rows), y_true, y_pred, names, splits.image_shape,
-            probabilities=proba,
-        )
+        if plan.figures:
+            files["confusion_matrix"] = plot_confusion_matrix(
+                out / "confusion_matrix.png", y_true, y_pred, names, title=f"{name}: test set"
+            )
+            files["misclassified"] = plot_misclassified(
+                out / "misclassified.png", to_numpy(splits.test.X_rows), y_true, y_pred, names, splits.image_shape,
+                probabilities=proba,
+            )
         metrics = summarize(result, splits, train_seconds)
         chance = 1.0 / len(names)
         warnings = []
@@ -471,6 +485,9 @@ class Run:
                 "test_accuracy_per_class": per_class,
                 "warnings": warnings,
                 "total_train_seconds": result.state.elapsed_seconds,
+                "compiled": result.compiled,
+                "compile_seconds": result.compile_seconds,
+                "step_seconds": result.step_seconds,
                 "resumed_from": str(plan.resume_path) if plan.resume_path else None,
                 "data_dir": self.extra["data_dir"],
                 "files": {k: str(v) for k, v in files.items()},

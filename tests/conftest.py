@@ -7,13 +7,17 @@ and array-api-extra's ``Backend`` enum.  The backends are
 ``numpy``           NumPy on the host (also the reference backend)
 ``array_api_strict`` the standard's reference library (catches non-standard calls)
 ``torch``           PyTorch on the CPU
-``cupy``            CuPy on CUDA device 0 (tests get the ``gpu`` marker)
+``jax``             JAX on the CPU (float64 enabled)
+``cupy``            CuPy on CUDA device 0
+``torch_cuda``      PyTorch on CUDA device 0
+``jax_gpu``         JAX on GPU 0
 ==================  =====================================================
 
 ``BACKEND_MLP_TEST_BACKENDS`` (comma separated, e.g. ``numpy,torch``)
 restricts the list; by default all are used.  A backend whose library is not
-installed is skipped (``could not import ...``), ``cupy`` without a CUDA device
-is skipped with reason ``no CUDA device available``.
+installed is skipped (``could not import ...``); the GPU backends (marked
+``gpu``) are skipped with reason ``no CUDA device available`` on a machine
+without one.
 
 Fixtures: ``backend`` (a :class:`backend_mlp.Backend`, parametrized over the
 backends), ``dtype`` (``"float32"``/``"float64"``), ``reference_backend``
@@ -38,11 +42,15 @@ from backend_mlp import Backend, BackendUnavailableError
 ENV_VAR = "BACKEND_MLP_TEST_BACKENDS"
 
 #: every backend the tests know about, in report order
-ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy", "torch_cuda", "jax_gpu")
 #: the module that must be importable for each backend
-_LIBRARY = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch", "cupy": "cupy"}
+_LIBRARY = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch", "jax": "jax", "cupy": "cupy",
+            "torch_cuda": "torch", "jax_gpu": "jax"}
 #: the string handed to backend_mlp.resolve_backend
-_RESOLVE_AS = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch", "cupy": "gpu"}
+_RESOLVE_AS = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch", "jax": "jax",
+               "cupy": "gpu", "torch_cuda": "torch:cuda", "jax_gpu": "jax:gpu"}
+#: the backends that need a CUDA device (marked ``gpu``, skipped without one)
+GPU_BACKENDS = frozenset({"cupy", "torch_cuda", "jax_gpu"})
 REFERENCE_BACKEND = "numpy"
 
 DTYPES = ("float32", "float64")
@@ -81,15 +89,15 @@ def get_backend(name: str) -> Backend:
         try:
             _RESOLVED[name] = backend_mlp.resolve_backend(_RESOLVE_AS[name])
         except BackendUnavailableError as exc:
-            if name == "cupy":
-                pytest.skip("no CUDA device available")
+            if name in GPU_BACKENDS:
+                pytest.skip(f"no CUDA device available ({exc})")
             pytest.skip(f"backend {name!r} unavailable: {exc}")
     return _RESOLVED[name]
 
 
 def backend_params(names: tuple[str, ...] = SELECTED_BACKENDS) -> list[Any]:
-    """``pytest.param`` objects for ``names`` with readable ids and the ``gpu`` mark for CuPy."""
-    return [pytest.param(n, id=n, marks=[pytest.mark.gpu] if n == "cupy" else []) for n in names]
+    """``pytest.param`` objects for ``names`` with readable ids and the ``gpu`` mark for the GPU backends."""
+    return [pytest.param(n, id=n, marks=[pytest.mark.gpu] if n in GPU_BACKENDS else []) for n in names]
 
 
 def foreign_backend(backend: Backend) -> Backend:

@@ -262,6 +262,22 @@ def _check_threads(run: Callable[..., Outcome]) -> None:
     assert run(["--threads", "2"]).calls[-1]["blas_threads"] == 2
 
 
+def _check_compile(run: Callable[..., Outcome]) -> None:
+    eager, o = run([], out="eager"), run(["--compile"])
+    assert o.status == 0 and o.calls[-1]["compile"] is True and eager.calls[-1]["compile"] is False
+    # NumPy has no compiler: one note, the eager step, the same numbers
+    assert "note: compile: numpy has no compiler; the training step runs eagerly" in o.stderr
+    assert o.metrics["compiled"] is False and o.metrics["compile_seconds"] == 0.0
+    assert o.metrics["test_accuracy"] == eager.metrics["test_accuracy"]
+    pytest.importorskip("jax")
+    jax_run = run(["--compile", "--device", "jax"], out="jax")
+    assert jax_run.status == 0, jax_run.stderr
+    assert jax_run.metrics["compiled"] is True and jax_run.metrics["compile_seconds"] > 0.0
+    assert 0.0 < jax_run.metrics["step_seconds"] < jax_run.metrics["total_train_seconds"]
+    assert "compiling the step:" in jax_run.stdout and "note:" not in jax_run.stderr
+    assert abs(jax_run.metrics["test_accuracy"] - eager.metrics["test_accuracy"]) < 1e-9
+
+
 def _check_quiet(run: Callable[..., Outcome]) -> None:
     loud, quiet = run([], out="loud"), run(["--quiet"], out="quiet")
     assert "step 10" in loud.stdout and quiet.stdout == "" and quiet.status == 0
@@ -301,6 +317,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "--checkpoint-every": _check_checkpoint_every,
     "--overwrite": _check_overwrite,
     "--threads": _check_threads,
+    "--compile": _check_compile,
     "--quiet": _check_quiet,
     "--debug": _check_debug,
 }

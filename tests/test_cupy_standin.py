@@ -37,11 +37,6 @@ def cupy(monkeypatch: pytest.MonkeyPatch) -> Any:
     return fake_cupy.install(monkeypatch, device_count=2)
 
 
-SECOND_GPU_GAP = pytest.mark.xfail(
-    strict=True, reason="train/evaluate/MLPClassifier/runs/predict do not yet make the data's GPU current "
-    "(Backend.device_context); see docs/gpu.md")
-
-
 def on_gpu(tree: dict[str, Any] | None, index: int, what: str) -> None:
     """Every array of ``tree`` is a (stand-in) CuPy array on GPU ``index``."""
     assert tree, f"{what}: expected arrays"
@@ -206,7 +201,6 @@ def test_smoke_training_on_the_second_gpu_inside_its_device_context(cupy: Any) -
     on_gpu(result.parameters, 1, "parameters")
 
 
-@SECOND_GPU_GAP
 def test_smoke_training_on_the_second_gpu(cupy: Any) -> None:
     images, labels = toy_data()
     clf = bm.MLPClassifier(hidden_layer_sizes=(4,), device="gpu:1", max_steps=4, batch_size=30).fit(images, labels)
@@ -214,7 +208,7 @@ def test_smoke_training_on_the_second_gpu(cupy: Any) -> None:
     assert clf.predict_proba(images).shape == (120, 3)
 
 
-@pytest.mark.parametrize("device", ["gpu", pytest.param("gpu:1", marks=SECOND_GPU_GAP)])
+@pytest.mark.parametrize("device", ["gpu", "gpu:1"])
 def test_smoke_command_line_train_and_predict(cupy: Any, tmp_path: Any, device: str) -> None:
     (tmp_path / "data").mkdir()
     data = write_synthetic_mnist(tmp_path / "data", 300, 60)

@@ -317,7 +317,7 @@ def test_get_params_and_set_params():
         "hidden_layer_sizes", "device", "dtype", "batchnorm", "l2", "learning_rate", "lr_decay", "batch_size",
             "max_steps",
         "early_stopping", "validation_fraction", "min_improvement", "patience", "record_every", "optimizer",
-        "momentum", "beta1", "beta2", "epsilon", "random_state", "verbose",
+        "momentum", "beta1", "beta2", "epsilon", "random_state", "verbose", "compile",
     }  # fmt: skip
     clone = MLPClassifier(**params)
     assert clone.get_params() == params

@@ -2,13 +2,15 @@
 
 A user names a backend with a short string:
 
-==========================  ============================================
-``"cpu"`` / ``"numpy"``     NumPy on the host
-``"gpu"`` / ``"gpu:N"``     CuPy on CUDA device 0 / N (also ``"cupy"``,
-                            ``"cuda"``, ``"cuda:N"``)
-``"array_api_strict"``      the standard's reference library (testing)
-``"torch"`` / ``"torch:D"`` PyTorch on device ``D`` (default ``cpu``)
-==========================  ============================================
+================================  ==============================================
+``"cpu"`` / ``"numpy"``           NumPy on the host
+``"gpu"`` / ``"gpu:N"``           CuPy on CUDA device 0 / N (also ``"cupy"``,
+                                  ``"cuda"``, ``"cuda:N"``)
+``"array_api_strict"``            the standard's reference library (testing)
+``"torch"`` / ``"torch:D"``       PyTorch on device ``D`` (default ``cpu``)
+``"jax"`` / ``"jax:cpu"``         JAX on its CPU (float64 enabled process-wide)
+``"jax:gpu"``, ``"jax:gpu:N"``    JAX on GPU 0 / N (also ``"jax:cuda:N"``)
+================================  ==============================================
 
 :func:`resolve_backend` turns that string into a :class:`Backend` (one
 subclass per library, see :mod:`.base`).  Numeric code never takes a backend
@@ -31,15 +33,18 @@ import numpy as np  # host-side conversion only
 from ..errors import BackendMismatchError, InputValidationError
 from .base import DTYPES, Backend, dtype_name, resolve_dtype_name
 from .cupy_backend import CupyBackend
+from .jax_backend import JaxBackend
 from .numpy_backend import NumpyBackend
 from .strict_backend import ArrayApiStrictBackend
 from .torch_backend import TorchBackend
 
 #: every backend class, in the order user strings are tried
-BACKEND_CLASSES: tuple[type[Backend], ...] = (NumpyBackend, CupyBackend, ArrayApiStrictBackend, TorchBackend)
+BACKEND_CLASSES: tuple[type[Backend], ...] = (
+    NumpyBackend, CupyBackend, ArrayApiStrictBackend, TorchBackend, JaxBackend
+)
 
-_ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch or array-api-strict)"
-_CHOICES = "'cpu', 'gpu', 'gpu:N', 'numpy', 'cupy', 'torch', 'torch:cuda:N' or 'array_api_strict'"
+_ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch, JAX or array-api-strict)"
+_CHOICES = "'cpu', 'gpu', 'gpu:N', 'numpy', 'cupy', 'torch', 'torch:cuda:N', 'jax', 'jax:gpu' or 'array_api_strict'"
 
 
 def resolve_backend(choice: str | Backend = "cpu") -> Backend:
@@ -85,7 +90,7 @@ def has_mutable_arrays(x: Any) -> bool:
 
 
 def library_of(x: Any) -> str:
-    """``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ... for an array."""
+    """``"numpy"``, ``"torch"``, ``"cupy"``, ``"jax"``, ``"array_api_strict"``, ... for an array."""
     cls = _class_of(x)
     return cls.library if cls is not None else type(x).__module__.split(".", 1)[0]
 
@@ -234,6 +239,7 @@ __all__ = [
     "ArrayApiStrictBackend",
     "Backend",
     "CupyBackend",
+    "JaxBackend",
     "NumpyBackend",
     "TorchBackend",
     "backend_of",

@@ -64,6 +64,9 @@ class Backend:
     host_blas: ClassVar[bool] = False
     #: all arrays of the library share one device, so device checks can be skipped
     single_device: ClassVar[bool] = False
+    #: its compiled step (:meth:`compile_step`) takes the batch's host NumPy indices as an argument, copied in by
+    #: the call itself, which is cheaper than slicing a device array once per step
+    compiled_takes_host_indices: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ which arrays are ours
 
@@ -133,6 +136,14 @@ class Backend:
         callers run ``step`` eagerly when this returns ``None``.
         """
         return None
+
+    def compile_namespace(self) -> Any:
+        """The array namespace a step handed to :meth:`compile_step` computes with (``xp`` unless overridden)."""
+        return self.xp
+
+    def compiling(self) -> AbstractContextManager[Any]:
+        """The context a compiled step's first (compiling) call runs in: quiets the compiler's chatter."""
+        return nullcontext()
 
     # ------------------------------------------------------------------ timing and memory
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import types
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import array_api_compat
@@ -9,6 +14,31 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputValidationError
 from .base import Backend
+
+
+@functools.cache
+def _compile_namespace(xp: Any) -> Any:
+    """array-api-compat's torch namespace, except that ``maximum``/``minimum`` with a Python scalar compare with a
+    0-d tensor of the array's dtype: the same values, without compat's ``torch.result_type`` call on a scalar,
+    which torch.compile cannot trace (it would split the step's graph at every ReLU)."""
+    import torch
+
+    def with_scalar_as_tensor(name: str) -> Any:
+        compat, native = getattr(xp, name), getattr(torch, name)
+
+        def op(x1: Any, x2: Any, /) -> Any:
+            if isinstance(x1, torch.Tensor) and isinstance(x2, (int, float)) and not isinstance(x2, bool):
+                return native(x1, torch.full((), x2, dtype=x1.dtype, device=x1.device))
+            return compat(x1, x2)
+
+        op.__name__ = name
+        return op
+
+    namespace = types.ModuleType(f"{xp.__name__}_for_torch_compile")
+    namespace.__dict__.update({k: v for k, v in vars(xp).items() if not k.startswith("__")})
+    namespace.maximum = with_scalar_as_tensor("maximum")  # type: ignore[attr-defined]
+    namespace.minimum = with_scalar_as_tensor("minimum")  # type: ignore[attr-defined]
+    return namespace
 
 
 class TorchBackend(Backend):
@@ -83,3 +113,29 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
+
+    # ------------------------------------------------------------------ the training step
+
+    def compile_step(self, step: Any) -> Any:
+        """``torch.compile(step)`` with static shapes (the epoch's smaller last batch is a second graph).
+
+        Dynamo keeps its compiled graphs per code object, with a limit of recompilations per
+        code object; each compiled step therefore gets a code object of its own, so one run's
+        configuration and shapes never count against another's.
+        """
+        import torch
+
+        code = step.__code__.replace()  # a distinct (equal) code object: its own dynamo cache
+        fresh = types.FunctionType(code, step.__globals__, step.__name__, step.__defaults__, step.__closure__)
+        return torch.compile(fresh, dynamic=False)
+
+    def compile_namespace(self) -> Any:
+        return _compile_namespace(self.xp)
+
+    @contextlib.contextmanager
+    def compiling(self) -> Iterator[None]:
+        """Dynamo warns that it traces through array-api-compat's ``functools.lru_cache`` helpers (type checks
+        with constant answers): harmless, and not the user's business."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools\.lru_cache`")
+            yield

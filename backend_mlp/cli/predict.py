@@ -217,12 +217,13 @@ def predict_rows(model: Model, X: np.ndarray, batch_size: int) -> tuple[np.ndarr
     params = ckpt.parameters
     backend = backend_of(next(iter(params.values())))
     index_parts, prob_parts = [], []
-    for start in range(0, X.shape[0], batch_size):
-        chunk = backend.asarray(np.ascontiguousarray(X[start : start + batch_size].T))
-        AL = to_numpy(predict_proba(chunk, params, ckpt.config.batchnorm or False, ckpt.bn_state))
-        index = np.argmax(AL, axis=0)
-        index_parts.append(index)
-        prob_parts.append(AL[index, np.arange(AL.shape[1])])
+    with backend.device_context():  # CuPy: kernels run on the current GPU
+        for start in range(0, X.shape[0], batch_size):
+            chunk = backend.asarray(np.ascontiguousarray(X[start : start + batch_size].T))
+            AL = to_numpy(predict_proba(chunk, params, ckpt.config.batchnorm or False, ckpt.bn_state))
+            index = np.argmax(AL, axis=0)
+            index_parts.append(index)
+            prob_parts.append(AL[index, np.arange(AL.shape[1])])
     if not index_parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     return np.concatenate(index_parts), np.concatenate(prob_parts)

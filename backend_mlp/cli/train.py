@@ -113,6 +113,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                      help="save the checkpoint every N records (default: 1)")
     run.add_argument("--threads", type=int, metavar="N",
                      help="BLAS/OpenMP threads (default: capped for small matrices; backend_mlp.backends.blas_threads)")
+    run.add_argument("--compile", action="store_true", default=None,
+                     help="compile the training step: jax.jit on JAX, torch.compile on PyTorch; elsewhere it runs "
+                          "eagerly, with a note (default: off)")
     run.add_argument("--quiet", action="store_true", help="no progress output (default: off)")
     return p
 
@@ -246,7 +249,8 @@ def _train_command(args: argparse.Namespace, argv: list[str], started: float, pr
         dataset=args.dataset, data_dir=args.data_dir, out=args.out, resume=args.resume,
         overwrite=bool(args.overwrite),
     )
-    with Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1) as run:
+    with Run(plan, threads=args.threads, checkpoint_every=args.checkpoint_every or 1,
+             compile=bool(args.compile)) as run:
         return _train_run(run, args, argv, started, prog)
 
 
@@ -300,7 +304,8 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
         print(f"{prog}: warning: {warning}", file=sys.stderr, flush=True)
     say(
         f"done: {m['steps']} steps ({m['epochs']:.2f} epochs, stopped by {m['stopped_reason']}, "
-        f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s\n"
+        f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s"
+        + (f" (compiling the step: {m['compile_seconds']:.1f}s)" if m.get("compiled") else "") + "\n"
         f"accuracy: train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  "
         f"test {m['test_accuracy']:.4f}\n"
         f"wrote {', '.join(str(path) for path in files.values())}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .. import validation as V
-from ..backends import namespace_of
+from ..backends import backend_of, namespace_of
 from ..errors import InputValidationError
 from ..losses import _cross_entropy
 from ..network import _accuracy, _forward
@@ -13,6 +14,12 @@ from ..ops import PURE
 from .config import TrainingConfig
 
 Array = Any
+
+
+def _device_of(data: Any) -> AbstractContextManager[Any]:
+    """The data's device made current (CuPy runs kernels on the current GPU); bad ``data`` is refused later."""
+    X_rows = getattr(data, "X_rows", None)
+    return nullcontext() if X_rows is None else backend_of(X_rows).device_context()
 
 
 def _inference_probabilities(
@@ -33,22 +40,25 @@ def evaluate_cost(
     data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
 ) -> float:
     """Cross-entropy of ``data`` (a :class:`~backend_mlp.data.Dataset`) in inference mode (host float)."""
-    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
-    return float(_cross_entropy(xp, AL, data.Y))
+    with _device_of(data):
+        xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+        return float(_cross_entropy(xp, AL, data.Y))
 
 
 def evaluate_accuracy(
     data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
 ) -> float:
     """Fraction of ``data`` classified correctly in inference mode."""
-    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
-    return _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
+    with _device_of(data):
+        xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+        return _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
 
 
 def evaluate(
     data: Any, parameters: dict[str, Array], config: TrainingConfig, bn_state: dict[str, Array] | None = None
 ) -> tuple[float, float]:
     """``(cost, accuracy)`` of ``data`` in inference mode from one forward pass (host floats)."""
-    xp, AL = _inference_probabilities(data, parameters, config, bn_state)
-    cost = float(_cross_entropy(xp, AL, data.Y))
-    return cost, _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
+    with _device_of(data):
+        xp, AL = _inference_probabilities(data, parameters, config, bn_state)
+        cost = float(_cross_entropy(xp, AL, data.Y))
+        return cost, _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))

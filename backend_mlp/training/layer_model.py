@@ -41,6 +41,7 @@ def L_layer_model(
     beta2: float | None = None,
     epsilon: float | None = None,
     callback: Callable[[ProgressEvent], None] | None = None,
+    compile: bool = False,
 ) -> TrainingResult:
     """The report's training function on ``X`` (n_x, m) and one-hot ``Y`` (n_classes, m).
 
@@ -53,6 +54,7 @@ def L_layer_model(
     ``momentum``/``beta1``/``beta2``/``epsilon`` (``None``: the rule's
     default) picks the update rule; ``patience`` is the number of stale
     validation checks that stop the run (see :class:`TrainingConfig`).
+    ``compile=True`` compiles the step where the library can (see :func:`train`).
     """
     if (layers_dims is None) == (hidden is None):
         raise InputValidationError(
@@ -94,7 +96,7 @@ def L_layer_model(
     val_data = None
     if X_val is not None:
         val_data = Dataset.from_columns(X_val, Y_val)
-    return train(train_data, config, val_data, callback=callback)
+    return train(train_data, config, val_data, callback=callback, compile=compile)
 
 
 def _check_layer_model_arrays(

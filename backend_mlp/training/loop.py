@@ -27,25 +27,31 @@ initial ones: never non-finite ones.
 
 The dataset sits on the device once; inside the step loop nothing is copied
 between host and device and nothing synchronises, except the cost read-back
-at record steps and one small index upload per epoch.
+at record steps and one small index upload per epoch.  With ``compile=True``
+the gather and the step run as one function compiled by the backend's library
+(:mod:`.compiled`; on JAX it takes each batch's host indices, copied in by the
+call itself); the numbers agree with the eager step to rounding, and
+checkpoints, resume and early stopping are the same.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np  # host-side RNG only
 
 from .. import validation as V
-from ..backends import backend_of, namespace_of
+from ..backends import backend_of, dtype_name, namespace_of
 from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
 from ..ops import ops_for
+from .compiled import CompiledStep, compiled_step, eager_notice
 from .config import TrainingConfig, configure
 from .evaluation import evaluate
 from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state, state_shapes
@@ -70,6 +76,7 @@ def train(
     callback: Callable[[ProgressEvent], None] | None = None,
     checkpoint_callback: Callable[[TrainingState], None] | None = None,
     blas_threads: int | str | None = "auto",
+    compile: bool = False,
     **settings: Any,
 ) -> TrainingResult:
     """Train (or resume from ``state``) and return a :class:`TrainingResult`.
@@ -83,6 +90,11 @@ def train(
     steps; ``"auto"`` caps them for small matrices (see
     :mod:`backend_mlp.backends.blas_threads`), an integer sets them, ``None`` leaves them.
 
+    ``compile=True`` runs the gather and the step compiled by the data's
+    library (:func:`jax.jit` on JAX, :func:`torch.compile` on PyTorch; eagerly,
+    with a :class:`UserWarning`, elsewhere).  The time spent compiling is
+    ``result.compile_seconds``, apart from ``result.step_seconds``.
+
     A given ``state`` is advanced in place (``result.state`` is that object),
     so a :class:`TrainingInterrupted`'s ``.state`` is where to resume from;
     to resume twice from one checkpoint, load it twice.
@@ -92,6 +104,7 @@ def train(
     (``.state``) on Ctrl-C.  ``checkpoint_callback`` is called after each record.
     """
     blas_threads = check_blas_threads(blas_threads)
+    compile = V.check_bool("compile", compile)
     if config is None or settings:
         if not isinstance(train_data, Dataset):
             raise InputValidationError(
@@ -108,9 +121,12 @@ def train(
     for name, fn in (("callback", callback), ("checkpoint_callback", checkpoint_callback)):
         if fn is not None and not callable(fn):
             raise InputValidationError(f"{name}: received {type(fn).__name__}; expected a callable or None")
-    loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback, blas_threads)
-    loop.run()
-    return loop.result()
+    with backend_of(train_data.X_rows).device_context():  # CuPy: kernels run on the current GPU
+        loop = _Loop(xp, train_data, val_data, config, state, callback, checkpoint_callback, blas_threads, compile)
+        if compile and loop.compiled is None:
+            warnings.warn(eager_notice(loop.backend), UserWarning, stacklevel=2)
+        loop.run()
+        return loop.result()
 
 
 def _check_data(train_data: Dataset, val_data: Dataset | None, config: TrainingConfig) -> None:
@@ -253,6 +269,7 @@ class _Loop:
         callback: Callable[[ProgressEvent], None] | None,
         checkpoint_callback: Callable[[TrainingState], None] | None,
         blas_threads: int | str | None,
+        compile: bool = False,
     ) -> None:
         self.xp = xp
         self.data = train_data
@@ -272,6 +289,10 @@ class _Loop:
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
         self.ops = ops_for(self.backend.mutable_arrays)  # pure, or in place on fresh temporaries
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
+        # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
+        self.compiled: CompiledStep | None = compiled_step(self.backend, config, train_data.X_rows) if compile else None
+        self.lr_array: tuple[float, Array] | None = None
+        self.host_indices = self.compiled is not None and self.backend.compiled_takes_host_indices
 
     def run(self) -> None:
         st = self.state
@@ -291,22 +312,29 @@ class _Loop:
         st.elapsed_seconds = time.perf_counter() - start
 
     def _run_steps(self, start: float) -> None:
-        st, cfg = self.state, self.config
+        st, cfg, backend, compiled = self.state, self.config, self.backend, self.compiled
         xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
         while st.step < cfg.num_iterations and st.stopped_reason is None:
             idx = self._next_batch_indices()
-            Xb = xp.take(X_rows, idx, axis=0).T
-            Yb = xp.take(Y_rows, idx, axis=0).T
             before = st.parameters
             lr = cfg.learning_rate_at(st.epochs_completed)
-            out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops, lr)
+            if compiled is None:
+                Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
+                out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops, lr)
+            else:
+                out, seconds = compiled(
+                    st.parameters, st.optimizer_state, st.bn_state, X_rows, Y_rows, idx, self._lr_on_device(lr)
+                )
+                st.compile_seconds += seconds
             costs = None
             if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
+                if compiled is not None:
+                    Yb = backend.take_batch(X_rows, Y_rows, idx)[1]
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
             # commit the step only once it (and its record's measurements) is complete, so a
             # Ctrl-C anywhere before this line leaves the state as it was before the step
             st.parameters, st.optimizer_state, st.bn_state = out.parameters, out.optimizer_state, out.bn_state
-            st.position += Xb.shape[1]
+            st.position += int(idx.shape[0])
             st.step += 1
             if costs is not None:
                 st.elapsed_seconds = time.perf_counter() - start
@@ -314,8 +342,17 @@ class _Loop:
         if st.stopped_reason is None:
             st.stopped_reason = "num_iterations"
 
+    def _lr_on_device(self, lr: float) -> Array:
+        """``lr`` as a 0-d array of the data's dtype (an argument of the compiled step, re-made when it changes)."""
+        if self.lr_array is None or self.lr_array[0] != lr:
+            host = np.asarray(lr, dtype=dtype_name(self.data.X_rows.dtype))
+            self.lr_array = (lr, self.backend.asarray(host))
+        return self.lr_array[1]
+
     def _next_batch_indices(self) -> Array:
         start, stop, new_epoch = next_span(self.state, self.rng, self.data.n_samples, self.config.batch_size)
+        if self.host_indices:
+            return self.state.order[start:stop]
         if new_epoch or self.device_order is None:
             self.device_order = self.backend.asarray(self.state.order)  # one small upload per epoch
         return self.device_order[start:stop]  # in-bounds slice stops (array API)
@@ -432,6 +469,7 @@ class _Loop:
             config=self.config,
             state=st,
             n_train=self.data.n_samples,
+            compiled=self.compiled is not None,
         )
 
 

@@ -29,6 +29,10 @@ class TrainingState:
     ``order``/``position``: the current epoch's host permutation and how many
     of its samples were used; ``rng_state``: the shuffling generator's state
     after drawing ``order``.  ``costs``/``val_costs``: ``(step, cost)`` pairs.
+    ``elapsed_seconds``: wall time of the run so far (all sessions of it);
+    ``compile_seconds``: the part of it this process spent compiling the step
+    (``train(..., compile=True)``; not saved in checkpoints, a resumed run
+    compiles again and counts that).
     """
 
     parameters: dict[str, Array]
@@ -47,6 +51,7 @@ class TrainingState:
     best_bn_state: dict[str, Array] | None = None
     stopped_reason: str | None = None
     elapsed_seconds: float = 0.0
+    compile_seconds: float = 0.0
 
     def epochs(self, n_samples: int) -> float:
         """Epochs done so far, fractional (samples seen / training set size)."""
@@ -89,7 +94,9 @@ class TrainingResult:
     """The outcome of :func:`~backend_mlp.training.train`.  Unpacks like the report: ``parameters, costs = result``.
 
     ``parameters``/``bn_state``: best validation check (or last step without
-    validation data); ``costs``: mini-batch costs every ``record_every`` steps.
+    validation data); ``costs``: mini-batch costs every ``record_every`` steps;
+    ``compiled``: whether the steps ran compiled (``train(..., compile=True)`` on
+    a library with a compiler).
     """
 
     parameters: dict[str, Array]
@@ -98,6 +105,7 @@ class TrainingResult:
     config: TrainingConfig
     state: TrainingState
     n_train: int
+    compiled: bool = False
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter((self.parameters, self.costs))
@@ -109,6 +117,16 @@ class TrainingResult:
     @property
     def epochs(self) -> float:
         return self.state.epochs(self.n_train)
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling the step (part of ``state.elapsed_seconds``)."""
+        return self.state.compile_seconds
+
+    @property
+    def step_seconds(self) -> float:
+        """Wall time of the run without the compilation: ``state.elapsed_seconds - compile_seconds``."""
+        return max(self.state.elapsed_seconds - self.state.compile_seconds, 0.0)
 
     @property
     def best_step(self) -> int:

@@ -1,0 +1,179 @@
+"""JAX on its CPU or a GPU (``"jax"``, ``"jax:cpu"``, ``"jax:gpu"``, ``"jax:gpu:N"``, ``"jax:cuda:N"``).
+
+JAX computes in 32 bits unless ``jax_enable_x64`` is set, and then silently
+turns float64 requests into float32.  Resolving a JAX backend (or meeting a
+JAX array) therefore sets ``jax.config.update("jax_enable_x64", True)``: a
+**process-wide** switch (other JAX code in the process then also gets 64-bit
+defaults for ``jnp.arange``, Python floats, ...).  A device that has no
+float64 (a TPU, Apple's Metal plugin) refuses float64 data with a clear error.
+
+JAX arrays are immutable (``mutable_arrays`` is false: the training step runs
+pure), and the array-API namespace is ``jax.numpy`` itself.  The training
+step compiles with :func:`jax.jit` (:meth:`JaxBackend.compile_step`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputValidationError
+from .base import DTYPES, Backend, host_as
+
+_CHOICES = "'jax', 'jax:cpu', 'jax:gpu' or 'jax:gpu:N'"
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+#: device -> whether it computes in float64 (probed once)
+_HAS_FLOAT64: dict[Any, bool] = {}
+#: device -> its ``peak_bytes_in_use`` when :meth:`JaxBackend.reset_memory_peak` was last called
+_PEAK_AT_RESET: dict[Any, int] = {}
+
+
+def _import_jax(choice: str) -> Any:
+    try:
+        import jax
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"device {choice!r} needs JAX, which is not installed ({exc}); pip install 'backend_mlp[jax]' "
+            "(for a GPU: pip install 'jax[cuda12]')"
+        ) from None
+    enable_float64(jax)
+    return jax
+
+
+def enable_float64(jax: Any) -> None:
+    """Let JAX create float64 arrays (process-wide; see the module docstring)."""
+    if not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+
+
+class JaxBackend(Backend):
+    library = "jax"
+    mutable_arrays = False
+    # a jitted call copies NumPy arguments in its C++ dispatch: a few microseconds, against tens for an
+    # eager slice of a device array
+    compiled_takes_host_indices = True
+
+    @classmethod
+    def owns(cls, x: Any) -> bool:
+        import array_api_compat
+
+        return array_api_compat.is_jax_array(x)
+
+    @classmethod
+    def parse(cls, key: str, choice: str) -> Backend | None:
+        if not (key == "jax" or key.startswith("jax:")):
+            return None
+        parts = key.split(":")[1:] or ["cpu"]
+        platform = _PLATFORMS.get(parts[0])
+        if platform is None or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise InputValidationError(f"device: received {choice!r}; expected {_CHOICES}")
+        index = int(parts[1]) if len(parts) == 2 else 0
+        jax = _import_jax(choice)
+        try:
+            devices = jax.devices(platform)
+        except RuntimeError as exc:
+            raise BackendUnavailableError(
+                f"device {choice!r}: JAX sees no {platform.upper()} ({str(exc).splitlines()[0]}); for a GPU "
+                "install jax[cuda12] on a machine with an NVIDIA GPU, or use device 'jax:cpu'"
+            ) from None
+        if index >= len(devices):
+            raise BackendUnavailableError(
+                f"device {choice!r}: JAX sees only {len(devices)} {platform.upper()} device(s), numbered 0 to "
+                f"{len(devices) - 1}"
+            )
+        return cls._of_device(devices[index])
+
+    @classmethod
+    def _of_device(cls, device: Any) -> JaxBackend:
+        import jax.numpy as jnp
+
+        platform = "cpu" if device.platform == "cpu" else "gpu"
+        name = "jax:cpu" if platform == "cpu" and device.id == 0 else f"jax:{platform}:{device.id}"
+        return cls(name, jnp, device)
+
+    @classmethod
+    def of_array(cls, x: Any) -> Backend:
+        import jax
+
+        enable_float64(jax)
+        return cls._of_device(next(iter(x.devices())))
+
+    # ------------------------------------------------------------------ placement
+
+    @property
+    def on_host(self) -> bool:  # type: ignore[override]
+        return self.device.platform == "cpu"
+
+    @property
+    def hardware(self) -> str:
+        return "cpu" if self.device.platform == "cpu" else f"cuda:{self.device.id}"
+
+    def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
+        import jax
+
+        arr = host_as(host_array, dtype)
+        if arr.dtype.kind == "f":
+            self.check_dtype(arr.dtype.name)  # float64 on a device without it: a clear error, not float32
+        return jax.device_put(arr, self.device)
+
+    def supported_dtypes(self) -> tuple[str, ...]:
+        """float32, and float64 where the device computes in it (probed once per device)."""
+        if self.device not in _HAS_FLOAT64:
+            import jax
+
+            try:
+                probe = jax.device_put(np.ones(2, dtype=np.float64), self.device)
+                _HAS_FLOAT64[self.device] = probe.dtype == np.float64 and float((probe + probe)[0]) == 2.0
+            except Exception:  # noqa: BLE001 - a plugin that rejects float64 outright
+                _HAS_FLOAT64[self.device] = False
+        return DTYPES if _HAS_FLOAT64[self.device] else ("float32",)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    # ------------------------------------------------------------------ the training step
+
+    def compile_step(self, step: Any) -> Any:
+        import jax
+
+        return jax.jit(step)
+
+    # ------------------------------------------------------------------ timing and memory
+
+    def synchronize(self) -> None:
+        """Wait until every live JAX array (and every effect) is computed.
+
+        JAX has no device-wide barrier; waiting for all live arrays covers all
+        queued work whose result anyone can still see, which is what timings need.
+        """
+        import jax
+
+        jax.block_until_ready(jax.live_arrays())
+        jax.effects_barrier()
+
+    def reset_memory_peak(self) -> None:
+        self.synchronize()
+        stats = self.device.memory_stats() or {}
+        _PEAK_AT_RESET[self.device] = int(stats.get("peak_bytes_in_use", 0))
+
+    def memory_peak(self) -> int | None:
+        """The device's peak since :meth:`reset_memory_peak` where JAX can tell, else ``None``.
+
+        JAX keeps one high-water mark per process and cannot reset it: the peak
+        of a block is known only when the block raised it (host memory: ``None``).
+        """
+        stats = self.device.memory_stats() if not self.on_host else None
+        if not stats or "peak_bytes_in_use" not in stats:
+            return None
+        peak = int(stats["peak_bytes_in_use"])
+        return peak if peak > _PEAK_AT_RESET.get(self.device, 0) else None
+
+    def describe(self) -> dict[str, Any]:
+        import jax
+        import jaxlib
+
+        info: dict[str, Any] = {"backend": self.name, "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+        if not self.on_host:
+            info["gpu"] = self.device.device_kind
+        return info

@@ -1,0 +1,104 @@
+"""The JAX backend's own contract: names, float64, missing library or device, placement, synchronisation.
+
+The numeric behaviour on JAX is the whole suite's (``BACKEND_MLP_TEST_BACKENDS=jax``); these tests
+cover what only this backend does.  They need JAX installed and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from backend_mlp import BackendUnavailableError, InputValidationError, resolve_backend, to_numpy
+
+jax = pytest.importorskip("jax")
+
+from backend_mlp.backends import backend_of, jax_backend  # noqa: E402
+
+
+def test_resolving_jax_enables_float64_for_the_process():
+    backend = resolve_backend("jax")
+    assert jax.config.read("jax_enable_x64")
+    x = backend.asarray(np.arange(3.0))
+    assert x.dtype == np.float64 and backend.asarray(np.arange(3.0), "float32").dtype == np.float32
+    assert backend.dtype("float64") == np.float64
+    assert (backend.name, backend.hardware, backend.on_host, backend.mutable_arrays) == ("jax:cpu", "cpu", True, False)
+
+
+@pytest.mark.parametrize("choice", ["jax", "jax:cpu", "JAX:CPU", "jax:cpu:0"])
+def test_cpu_spellings(choice):
+    assert resolve_backend(choice).name == "jax:cpu"
+
+
+def test_arrays_know_their_backend():
+    backend = resolve_backend("jax")
+    x = backend.asarray(np.ones((2, 3)))
+    assert backend_of(x) == backend and type(backend_of(x)) is jax_backend.JaxBackend
+    assert not jax_backend.JaxBackend.owns(np.ones(3))
+
+
+@pytest.mark.parametrize("choice", ["jax:tpu", "jax:gpu:x", "jax:cpu:0:1", "jax:"])
+def test_malformed_names_list_the_jax_spellings(choice):
+    with pytest.raises(InputValidationError, match=r"expected 'jax', 'jax:cpu', 'jax:gpu' or 'jax:gpu:N'"):
+        resolve_backend(choice)
+
+
+def test_missing_jax_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # makes `import jax` raise ImportError
+    with pytest.raises(BackendUnavailableError, match=r"device 'jax' needs JAX, which is not installed.*pip install"):
+        resolve_backend("jax")
+
+
+def test_a_missing_gpu_is_unavailable_not_a_crash():
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        pass
+    else:
+        pytest.skip("this machine has a GPU JAX can use")
+    for choice in ("jax:gpu", "jax:cuda", "jax:gpu:1"):
+        with pytest.raises(BackendUnavailableError, match=r"JAX sees no GPU.*jax:cpu"):
+            resolve_backend(choice)
+
+
+def test_a_device_index_beyond_the_count_is_unavailable():
+    with pytest.raises(BackendUnavailableError, match=r"only 1 CPU device\(s\), numbered 0 to 0"):
+        resolve_backend(f"jax:cpu:{len(jax.devices('cpu'))}")
+
+
+def test_a_device_without_float64_refuses_float64_data(monkeypatch):
+    backend = resolve_backend("jax")
+    monkeypatch.setitem(jax_backend._HAS_FLOAT64, backend.device, False)
+    assert backend.supported_dtypes() == ("float32",)
+    with pytest.raises(InputValidationError, match=r"^dtype: received float64, which device 'jax:cpu' does not"):
+        backend.asarray(np.ones(2))
+    assert backend.asarray(np.ones(2), "float32").dtype == np.float32
+
+
+def test_synchronize_waits_for_queued_work():
+    backend = resolve_backend("jax")
+    x = backend.asarray(np.random.default_rng(0).standard_normal((300, 300)))
+    y = x
+    for _ in range(5):
+        y = y @ x / 300.0
+    backend.synchronize()
+    assert y.is_ready()
+    np.testing.assert_allclose(to_numpy(y), to_numpy(y))
+
+
+def test_compile_step_is_jax_jit():
+    backend = resolve_backend("jax")
+    compiled = backend.compile_step(lambda a, b: (a * b, {"sum": a + b}))
+    a, b = backend.asarray(np.arange(4.0)), backend.asarray(np.ones(4))
+    product, tree = compiled(a, b)
+    np.testing.assert_array_equal(to_numpy(product), np.arange(4.0))
+    np.testing.assert_array_equal(to_numpy(tree["sum"]), np.arange(4.0) + 1)
+    assert compiled._cache_size() == 1
+
+
+def test_describe_names_the_versions():
+    info = resolve_backend("jax").describe()
+    assert info["backend"] == "jax:cpu" and info["jax"] == jax.__version__ and "jaxlib" in info
+    assert resolve_backend("jax").memory_peak() is None  # host memory: no device peak
