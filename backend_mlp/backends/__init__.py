@@ -7,6 +7,8 @@ A user names a backend with a short string:
 ``"gpu"`` / ``"gpu:N"``           CuPy on CUDA device 0 / N (also ``"cupy"``,
                                   ``"cuda"``, ``"cuda:N"``)
 ``"array_api_strict"``            the standard's reference library (testing)
+``"array_api_strict:D"``          ... on its simulated device ``D``: ``device1``,
+                                  ``device2`` or ``no_float64`` (no float64)
 ``"torch"`` / ``"torch:D"``       PyTorch on device ``D`` (default ``cpu``)
 ``"jax"`` / ``"jax:cpu"``         JAX on its CPU (float64 enabled process-wide)
 ``"jax:gpu"``, ``"jax:gpu:N"``    JAX on GPU 0 / N (also ``"jax:cuda:N"``)
@@ -44,7 +46,10 @@ BACKEND_CLASSES: tuple[type[Backend], ...] = (
 )
 
 _ARRAY_KINDS = "an array (NumPy, CuPy, PyTorch, JAX or array-api-strict)"
-_CHOICES = "'cpu', 'gpu', 'gpu:N', 'numpy', 'cupy', 'torch', 'torch:cuda:N', 'jax', 'jax:gpu' or 'array_api_strict'"
+_CHOICES = (
+    "'cpu', 'gpu', 'gpu:N', 'numpy', 'cupy', 'torch', 'torch:cuda:N', 'jax', 'jax:gpu', 'array_api_strict' "
+    "or 'array_api_strict:device1'"
+)
 
 
 def resolve_backend(choice: str | Backend = "cpu") -> Backend:
