@@ -37,7 +37,7 @@ ACTIVATIONS = ("relu", "softmax")
 
 def _linear_forward(ops: Ops, A_prev: Array, W: Array, b: Array) -> Array:
     """``Z = W @ A_prev + b`` (n_l, m)."""
-    return ops.add(W @ A_prev, b)
+    return ops.add(ops.matmul(W, A_prev), b)
 
 
 def _linear_backward(
@@ -101,11 +101,12 @@ def _relu_forward(xp: Any, Z: Array) -> Array:
     return xp.maximum(Z, 0.0)
 
 
-def _relu_backward(xp: Any, dA: Array, Z: Array) -> Array:
+def _relu_backward(xp: Any, dA: Array, Z: Array, ops: Ops = PURE) -> Array:
     """``dZ = dA * (Z > 0)``."""
-    # dA * mask rather than where(Z > 0, dA, 0): the same values (a zero may carry dA's sign),
-    # and about ten times faster on NumPy, whose where() branches on every element
-    return dA * xp.astype(Z > 0, dA.dtype)
+    # mask * dA rather than where(Z > 0, dA, 0): the same values (a zero may carry dA's sign),
+    # and about ten times faster on NumPy, whose where() branches on every element; the mask is
+    # fresh, so in place it becomes dZ without another allocation
+    return ops.mul(xp.astype(Z > 0, dA.dtype), dA)
 
 
 def relu(Z: Array) -> tuple[Array, Array]:

@@ -330,11 +330,11 @@ def _backward(
 def _hidden_backward(xp: Any, ops: Ops, dA: Array, cache: LayerCache) -> tuple[Array, Array | None, Array | None]:
     """``(dZ, dgamma, dbeta)`` of a hidden layer: ReLU, and batch norm after or before it."""
     if cache.position is None:
-        return _relu_backward(xp, dA, cache.activation), None, None
+        return _relu_backward(xp, dA, cache.activation, ops), None, None
     if cache.position == "after":
         dR, dgamma, dbeta = _batchnorm_backward(xp, ops, dA, cache.batchnorm)
-        return _relu_backward(xp, dR, cache.activation), dgamma, dbeta
-    dN = _relu_backward(xp, dA, cache.activation)
+        return _relu_backward(xp, dR, cache.activation, ops), dgamma, dbeta
+    dN = _relu_backward(xp, dA, cache.activation, ops)
     return _batchnorm_backward(xp, ops, dN, cache.batchnorm)
 
 

@@ -12,10 +12,17 @@ with another through an :class:`Ops` object:
 ``fresh += other; fresh`` under :data:`INPLACE`; both give the same bits.
 Only arrays the kernel itself created are ever passed as ``fresh``, so a
 caller's arrays (and read-only ones) are never written in either mode.
+
+``ops.matmul(a, b)`` is ``a @ b``; a backend that knows a faster way to form
+the same product for its memory layouts (NumPy's :func:`~backend_mlp.backends.
+numpy_backend.blas_matmul`) passes it to :func:`ops_for`, and the linear
+kernels use it.  It must return the same values as ``a @ b``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 Array = Any
@@ -25,6 +32,9 @@ class Ops:
     """Pure arithmetic: every call returns a new array (the portable default)."""
 
     inplace = False
+
+    def matmul(self, a: Array, b: Array) -> Array:
+        return a @ b
 
     def add(self, fresh: Array, other: Any) -> Array:
         return fresh + other
@@ -61,10 +71,33 @@ class InplaceOps(Ops):
         return fresh
 
 
+class _WithMatmul:
+    """Mixin: ``matmul`` is the backend's own product (same values as ``a @ b``)."""
+
+    def __init__(self, matmul: Callable[[Array, Array], Array]) -> None:
+        self.matmul = matmul  # type: ignore[method-assign]
+
+
+class _PureWithMatmul(_WithMatmul, Ops):
+    pass
+
+
+class _InplaceWithMatmul(_WithMatmul, InplaceOps):
+    pass
+
+
 PURE = Ops()
 INPLACE = InplaceOps()
 
 
-def ops_for(mutable_arrays: bool) -> Ops:
-    """:data:`INPLACE` for a backend with mutable arrays, :data:`PURE` otherwise."""
-    return INPLACE if mutable_arrays else PURE
+def ops_for(mutable_arrays: bool, matmul: Callable[[Array, Array], Array] | None = None) -> Ops:
+    """:data:`INPLACE` for a backend with mutable arrays, :data:`PURE` otherwise; with ``matmul``
+    (a backend's faster ``a @ b``, e.g. ``backend.matmul``), the same with that product."""
+    if matmul is None:
+        return INPLACE if mutable_arrays else PURE
+    return _with_matmul(mutable_arrays, matmul)
+
+
+@functools.lru_cache(maxsize=16)
+def _with_matmul(mutable_arrays: bool, matmul: Callable[[Array, Array], Array]) -> Ops:
+    return _InplaceWithMatmul(matmul) if mutable_arrays else _PureWithMatmul(matmul)

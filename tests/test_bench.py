@@ -160,7 +160,7 @@ def test_initial_weights_are_copied_exactly(data: HostData) -> None:
 def test_pytorch_runs_on_the_backends_hardware(data: HostData, device: str) -> None:
     _torch()
     backend = resolve_backend(device)
-    bench = Benchmark(Options(device=device, verbose=False))
+    bench = Benchmark(Options(device=device, sides=("bm", "fn", "torch", "torch-compile"), verbose=False))
     sides = bench.sides(data.cast("float64"), "float64", with_compile=False)
     assert [s.label for s in sides] == ["backend_mlp", "backend_mlp functional", "torch"]
     assert str(sides[2].device) == backend.hardware == "cpu"
@@ -181,6 +181,200 @@ def test_pytorch_must_see_the_backends_cuda_device() -> None:
         pytest.skip("this machine has a CUDA device 7")
     with pytest.raises(BackendUnavailableError, match="cuda:7"):
         import_torch(_CudaBackend())
+
+
+# ----------------------------------------------------------------------------- the peers of round 4
+
+
+def _bm_on(device: str, host: HostData, dtype: str, **kw):
+    return BackendMLPSide(resolve_backend(device), host, dtype, seed=1, **kw)
+
+
+def _train_compiles() -> bool:
+    import inspect
+
+    return "compile" in inspect.signature(train).parameters
+
+
+def _new_sides(host: HostData, dtype: str) -> list:
+    """Every side added in round 4 whose library is installed (each test skips the rest)."""
+    from backend_mlp.bench.jax_side import JaxJitSide, import_jax
+    from backend_mlp.bench.numpy_side import HandNumpySide
+    from backend_mlp.bench.sklearn_side import SklearnSide, import_sklearn_mlp
+    from backend_mlp.bench.workloads import BM_JAX, BM_TORCH
+
+    sides: list = [HandNumpySide(host, dtype, seed=1)]
+    if (jax := import_jax()) is not None:
+        sides.append(JaxJitSide(jax, host, dtype, seed=1))
+        if _train_compiles():
+            sides.append(_bm_on("jax", host, dtype, label=BM_JAX, compile=True))
+    if (mlp := import_sklearn_mlp()) is not None:
+        sides.append(SklearnSide(mlp, host, dtype, seed=1))
+    try:
+        sides.append(_bm_on("torch:cpu", host, dtype, label=BM_TORCH))
+    except BackendUnavailableError:
+        pass
+    return sides
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_new_sides_run_the_identical_workload(data: HostData, dtype: str, rtol: float) -> None:
+    """The hand-written NumPy and jax.jit steps, scikit-learn and train() on JAX / PyTorch reach train()'s
+    parameters on NumPy after 12 steps (an epoch's smaller last batch included)."""
+    host = data.cast(dtype)
+    mine = _bm_on("cpu", host, dtype)
+    cost = mine.prepare(TINY, 12)()
+    reference = mine.host_parameters()
+    sides = _new_sides(host, dtype)
+    for side in sides:
+        assert side.supports(TINY) is None
+        theirs = side.prepare(TINY, 12)()
+        assert max_rel_diff(side.host_parameters(), reference) <= rtol, side.label
+        if side.label != "sklearn":  # its loss_ is the mean over the last partial_fit call's batches
+            assert theirs == pytest.approx(cost, rel=rtol * 100), side.label
+    # a second block starts from the initial weights again
+    for side in sides:
+        side.prepare(TINY, 12)()
+        assert max_rel_diff(side.host_parameters(), reference) <= rtol, side.label
+
+
+def test_hand_written_peers_refuse_batch_norm_with_a_reason(data: HostData) -> None:
+    host = data.cast("float64")
+    for side in _new_sides(host, "float64"):
+        why = side.supports(TINY_BN)
+        if side.label.startswith("backend_mlp"):
+            assert why is None
+        else:
+            assert isinstance(why, str) and "batch norm" in why
+
+
+def test_missing_optional_libraries_skip_their_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without JAX or scikit-learn the benchmark runs the other sides and names what it skipped."""
+    from backend_mlp.bench import jax_side, sklearn_side
+
+    monkeypatch.setattr(jax_side, "import_jax", lambda: None)
+    monkeypatch.setattr(sklearn_side, "import_sklearn_mlp", lambda: None)
+    options = Options(
+        workloads=("report", "report-bn"), dtypes=("float64",), parts=("steps",), repeats=1, steps=3,
+        sides=("bm", "jax", "sklearn", "numpy"), n_train=600, n_test=20, side_memory=False, verbose=False,
+    )  # fmt: skip
+    report = Benchmark(options).run()
+    assert report["sides_skipped"] == {"jax.jit": "JAX is not installed", "sklearn": "scikit-learn is not installed"}
+    plain, bn = report["results"]
+    assert plain["numpy by hand"]["us_per_step_median"] > 0 and plain["ratio_vs_numpy_by_hand"] > 0
+    assert plain["check_max_rel_diff_numpy_by_hand"] < 1e-12
+    assert "numpy by hand" not in bn and "batch norm" in bn["sides_not_run"]["numpy by hand"]
+    text = table.format_table(report)
+    assert "jax.jit skipped: JAX is not installed" in text and "numpy by hand" in text
+
+
+def test_ratios_name_the_fastest_path_and_peer() -> None:
+    from backend_mlp.bench.runner import ratios
+
+    def timed(seconds: float) -> dict:
+        return {"seconds_median": seconds}
+
+    results = {"backend_mlp": timed(4.0), "backend_mlp jax.jit": timed(2.0), "torch": timed(5.0),
+               "torch.compile": timed(3.0), "jax.jit": timed(2.5), "numpy by hand": timed(1.0),
+               "sklearn": timed(0.5)}  # fmt: skip
+    r = ratios(results)
+    # the hand-written NumPy step and scikit-learn are reported, but are not the peers to beat
+    assert r["fastest_backend_mlp"] == "backend_mlp jax.jit" and r["fastest_peer"] == "jax.jit"
+    assert r["ratio_fastest_vs_peer"] == pytest.approx(0.8)
+    assert r["ratio_bm_jax_vs_jax"] == pytest.approx(0.8) and r["ratio_vs_numpy_by_hand"] == pytest.approx(4.0)
+    assert "fastest_peer" not in ratios({"backend_mlp": timed(1.0), "sklearn": timed(1.0)})
+
+
+def test_block_length_follows_the_fastest_side_within_a_ceiling() -> None:
+    from backend_mlp.bench.runner import steps_for
+
+    assert steps_for([2000.0, 1000.0, 500.0], 1.0) == 2000  # the fastest side runs 1 s, the slowest 4 s
+    assert steps_for([2000.0, 50.0], 1.0) == 500  # ... unless the slowest would exceed 10 s
+    assert steps_for([1.0], 1.0) == 5 and steps_for([1e9], 1.0) == 20_000
+
+
+def test_one_core_bound_arithmetic() -> None:
+    """The report network's step is 16.4 MFLOP of products (the issue's figure); the bound adds the gather."""
+    from backend_mlp.bench.bound import describe, one_core_bound, step_flops
+
+    assert step_flops((784, 20, 7, 5, 10), 256) == 2 * 256 * (3 * (784 * 20 + 20 * 7 + 7 * 5 + 5 * 10) - 784 * 20)
+    assert round(step_flops((784, 20, 7, 5, 10), 256) / 1e6, 1) == 16.4
+    bound = one_core_bound(TINY, "float32", n_train=2000)
+    assert bound["gemm_gflops"] == max(bound["layer1_products_gflops"].values()) > 0
+    assert bound["products_us"] == pytest.approx(bound["step_flops"] / bound["gemm_gflops"] / 1e3)
+    assert bound["bound_us"] == pytest.approx(bound["products_us"] + bound["gather_us"])
+    assert "MFLOP" in describe(bound)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_out, m", [(20, 256), (7, 256), (2048, 256), (20, 3)])
+def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: int) -> None:
+    """NumPy's layout-aware product (first layer, mini-batch gathered as rows) gives exactly ``W @ Xb``."""
+    from backend_mlp.backends.numpy_backend import blas_matmul
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((500, 784)).astype(dtype)
+    W = rng.standard_normal((n_out, 784)).astype(dtype)
+    Xb = np.take(rows, rng.permutation(500)[:m], axis=0).T
+    Z = blas_matmul(W, Xb)
+    assert Z.dtype == np.dtype(dtype) and Z.shape == (n_out, m)
+    np.testing.assert_array_equal(Z, W @ Xb)
+    # the rows-first call is taken exactly for a float32 layer narrow for its batch
+    rows_first = dtype == "float32" and 4 * n_out <= m
+    assert (Z.flags.f_contiguous and not Z.flags.c_contiguous) == rows_first
+    np.testing.assert_array_equal(blas_matmul(W, np.ascontiguousarray(Xb)), W @ Xb)
+
+
+def test_the_linear_kernels_take_the_backends_product() -> None:
+    """``ops_for(mutable, backend.matmul)``: every forward product goes through the backend's matmul,
+    with the results of the plain step."""
+    from backend_mlp.backends import NumpyBackend
+    from backend_mlp.initialization import initialize_parameters_host
+    from backend_mlp.network import _forward
+    from backend_mlp.ops import PURE, ops_for
+
+    calls = []
+
+    def counting(a, b):
+        calls.append((a.shape, b.shape))
+        return NumpyBackend.matmul(a, b)
+
+    dims = [784, 20, 7, 10]
+    params = {k: v.astype(np.float32) for k, v in initialize_parameters_host(dims, 0, None).items()}
+    rows = np.random.default_rng(0).random((300, 784), dtype=np.float32)
+    Xb = np.take(rows, np.arange(256), axis=0).T
+    ops = ops_for(True, counting)
+    assert ops.inplace and ops is ops_for(True, counting) and ops_for(True) is not ops
+    AL, _, _ = _forward(np, ops, Xb, params, 3, None, True, None)
+    reference, _, _ = _forward(np, PURE, Xb, params, 3, None, True, None)
+    assert [a for a, _ in calls] == [(20, 784), (7, 20), (10, 7)]
+    np.testing.assert_array_equal(AL, reference)
+
+
+def test_sides_and_per_dtype_workloads_from_the_command_line() -> None:
+    args = cli.build_parser().parse_args(
+        ["--sides", "numpy,jax", "--workloads", "report,wide2048-b256:float32", "--no-compile", "--no-bound"]
+    )
+    o = cli.options_from_args(args)
+    assert o.sides == ("numpy", "jax") and o.workloads == ("report", "wide2048-b256:float32")
+    assert not o.compile and not o.bound
+    bench = Benchmark(o)
+    assert bench.wanted == {"backend_mlp", "numpy by hand"}  # bm always; --no-compile drops jax.jit
+
+
+def test_numpy_batches_are_fresh_arrays() -> None:
+    """A batch is never overwritten by the next one (the step's caches and a record's AL may hold it)."""
+    backend = resolve_backend("numpy")
+    X_rows = np.arange(40.0).reshape(10, 4)
+    Y_rows = np.eye(10)
+    Xb, Yb = backend.take_batch(X_rows, Y_rows, np.array([3, 1]))
+    kept = Xb.copy(), Yb.copy()
+    Xb2, Yb2 = backend.take_batch(X_rows, Y_rows, np.array([0, 9]))
+    np.testing.assert_array_equal(Xb, kept[0])
+    np.testing.assert_array_equal(Yb, kept[1])
+    np.testing.assert_array_equal(Xb, X_rows[[3, 1]].T)
+    np.testing.assert_array_equal(Xb2, X_rows[[0, 9]].T)
+    assert not np.shares_memory(Xb, Xb2) and not np.shares_memory(Xb, X_rows)
 
 
 # ----------------------------------------------------------------------------- end to end, JSON, table
@@ -325,6 +519,8 @@ def test_gpu_without_a_gpu_fails_with_one_line() -> None:
         (["--repeats", "0"], "--repeats"),
         (["--repeats", "two"], "--repeats"),
         (["--device", "tpu"], "device"),
+        (["--sides", "bm,tensorflow"], "--sides"),
+        (["--workloads", "report:float16"], "--workloads"),
         (["--no-such-option"], "--no-such-option"),
     ],
 )

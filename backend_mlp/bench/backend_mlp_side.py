@@ -20,30 +20,62 @@ from ..network import L_model_backward, L_model_forward, predict, update_paramet
 from ..training import TrainingConfig, TrainingState, new_training_state, train
 from .workloads import FUNCTIONAL, LEARNING_RATE, N_CLASSES, TRAIN, BlockIndices, HostData, Workload
 
+#: samples of the validation set ``train()`` checks on (see :class:`BackendMLPSide`)
+CHECK_SAMPLES = 256
+
 
 class BackendMLPSide:
-    """backend_mlp's training loop (:func:`~backend_mlp.training.train`) and public ``predict``."""
+    """backend_mlp's training loop (:func:`~backend_mlp.training.train`) and public ``predict``.
+
+    ``label`` and ``compile`` make the other paths of ``train()``: eager on
+    PyTorch, ``compile=True`` on JAX (``jax.jit``) or PyTorch (``torch.compile``).
+
+    ``train()`` checks its network at the start (the initial cost, its divergence
+    reference) and at the record step that ends a block, on the validation set or
+    else on 4,096 training samples: two forward passes that cost 8-10 ms on the
+    report network and about a second on wide2048, more than a short block's steps,
+    and that no peer makes.  The side therefore passes a validation set of
+    :data:`CHECK_SAMPLES` test images, so the checks cost about two batches' forwards.
+    """
 
     label = TRAIN
     #: whether the predict part times this side
     predicts = True
+    #: whether a failure (a missing library, a compiler error) skips the side instead of stopping the benchmark
+    optional = False
 
     def __init__(
-        self, backend: Backend, data: HostData, dtype: str, seed: int, *, placed: BackendMLPSide | None = None
+        self,
+        backend: Backend,
+        data: HostData,
+        dtype: str,
+        seed: int,
+        *,
+        placed: BackendMLPSide | None = None,
+        label: str | None = None,
+        compile: bool = False,
     ) -> None:
         """``placed``: a side on the same backend and dtype whose data this one shares (else placed here)."""
+        if label is not None:
+            self.label = label
+            self.predicts = False
+            self.optional = True
+        self.compile = compile
         self.backend = backend
         self.dtype = dtype
         self.seed = seed
         if placed is not None:
-            self.train_data, self.test_X = placed.train_data, placed.test_X
+            self.train_data, self.test_X, self.check_data = placed.train_data, placed.test_X, placed.check_data
         else:
             self.train_data = Dataset.from_host(
                 data.train_images, data.train_labels, n_classes=N_CLASSES, device=backend, dtype=dtype
             )
-            self.test_X = Dataset.from_host(
+            test = Dataset.from_host(
                 data.test_images, data.test_labels, n_classes=N_CLASSES, device=backend, dtype=dtype
-            ).X
+            )
+            self.test_X = test.X
+            k = min(CHECK_SAMPLES, test.n_samples)
+            self.check_data = Dataset(test.X_rows[:k, ...], test.Y_rows[:k, ...])
         self.n_samples = self.train_data.n_samples
         self.parameters: dict[str, Any] = {}
         self.bn_state: dict[str, Any] = {}
@@ -69,13 +101,24 @@ class BackendMLPSide:
         config = self.config(workload, n_steps)
         state = self.fresh_state(workload)
 
+        options = {"compile": True} if self.compile else {}
+
         def run() -> float:
-            result = train(self.train_data, config, state=state)
+            result = train(self.train_data, config, self.check_data, state=state, **options)
             self.backend.synchronize()
             self.parameters, self.bn_state = result.parameters, result.bn_state
             return result.costs[-1]
 
         return run
+
+    def supports(self, workload: Workload) -> str | None:
+        """``None``: every workload runs."""
+        return None
+
+    def warm_up_shapes(self, workload: Workload) -> None:
+        """Compiled paths: run past an epoch's last, smaller batch once, so it compiles outside the timing."""
+        if self.compile and self.n_samples % workload.batch_size:
+            self.prepare(workload, self.n_samples // workload.batch_size + 1)()
 
     def prepare_predict(self, workload: Workload) -> Callable[[], Any]:
         params, bn_state, bn = self.parameters, self.bn_state, workload.bn_config

@@ -1,10 +1,16 @@
 """Running the comparison: warm-up, the identical-workload check, alternating timed blocks, medians, ratios.
 
 Sides (each a ``label``, ``prepare(workload, n_steps)`` returning the
-callable to time, and ``host_parameters()``): backend_mlp's ``train``, the
-functional API in a user's loop, PyTorch eager and ``torch.compile``; the
-PyTorch sides run on ``backend.hardware``, where backend_mlp computes.
-Results are JSON-ready records, one per part, workload and dtype.
+callable to time, ``host_parameters()`` and ``supports(workload)``):
+backend_mlp's paths (``train`` eager on the chosen device, the functional API
+in a user's loop, ``train`` eager on PyTorch, ``train(compile=True)`` on JAX
+and on PyTorch) and the peers (PyTorch eager and ``torch.compile``, a
+hand-written ``jax.jit`` step, a minimal hand-written NumPy step,
+scikit-learn's ``MLPClassifier``); the PyTorch sides run on
+``backend.hardware``, where backend_mlp computes.  A side whose library is
+missing, that cannot run a workload (batch norm) or whose compiler fails is
+skipped with a note, never a crash.  Results are JSON-ready records, one per
+part, workload and dtype.
 """
 
 from __future__ import annotations
@@ -23,18 +29,30 @@ import numpy as np
 
 from ..backends import resolve_backend
 from ..backends.blas_threads import BlasThreadLimit
+from ..errors import BackendMLPError
 from ..machine import machine_info
 from .backend_mlp_side import BackendMLPSide, FunctionalSide
+from .bound import describe as describe_bound
+from .bound import one_core_bound
+from .memory import SIDES as MEMORY_SIDES
 from .memory import measure_section_memory, measure_side_memory
 from .torch_side import TorchSide, import_torch
 from .workloads import (
+    BACKEND_MLP_PATHS,
+    BM_JAX,
+    BM_TORCH,
+    BM_TORCH_COMPILE,
     CHECK_STEPS,
     COMPILE,
     DEFAULT_EPOCH_WORKLOADS,
     DTYPES,
+    FAST_PEERS,
     FUNCTIONAL,
+    HAND_NUMPY,
+    JAX,
     N_TEST,
     N_TRAIN,
+    SKLEARN,
     TORCH,
     TRAIN,
     WORKLOADS,
@@ -48,14 +66,47 @@ from .workloads import (
 PARTS = ("steps", "epoch", "predict", "memory")
 DEFAULT_PARTS = ("steps", "epoch", "predict")
 
+#: the ``--sides`` names of the sides, in the order they are built (``bm``, the reference, always runs)
+SIDE_KEYS = {
+    "bm": TRAIN,
+    "fn": FUNCTIONAL,
+    "bm-torch": BM_TORCH,
+    "bm-jax": BM_JAX,
+    "bm-torch-compile": BM_TORCH_COMPILE,
+    "torch": TORCH,
+    "torch-compile": COMPILE,
+    "jax": JAX,
+    "numpy": HAND_NUMPY,
+    "sklearn": SKLEARN,
+}
+#: the sides timed unless ``--sides`` says otherwise (those of earlier rounds: the full set takes longer)
+DEFAULT_SIDES = ("bm", "fn", "torch", "torch-compile")
+#: the sides ``--no-compile`` leaves out
+COMPILED_SIDES = (BM_JAX, BM_TORCH_COMPILE, COMPILE, JAX)
 #: suffix of the ``check_max_rel_diff`` / ``max_rel_diff_end`` keys of each side compared with ``train``
-DIFF_SUFFIX = {TORCH: "", COMPILE: "_compile", FUNCTIONAL: "_functional"}
+DIFF_SUFFIX = {
+    TORCH: "",
+    COMPILE: "_compile",
+    FUNCTIONAL: "_functional",
+    BM_TORCH: "_bm_torch",
+    BM_JAX: "_bm_jax",
+    BM_TORCH_COMPILE: "_bm_torch_compile",
+    JAX: "_jax",
+    HAND_NUMPY: "_numpy_by_hand",
+    SKLEARN: "_sklearn",
+}
 #: ``key: (numerator side, denominator side)``: ratios of median block times
 RATIOS = {
     "ratio_vs_torch": (TRAIN, TORCH),
     "ratio_vs_torch_compile": (TRAIN, COMPILE),
     "ratio_functional_vs_train": (FUNCTIONAL, TRAIN),
     "ratio_functional_vs_torch": (FUNCTIONAL, TORCH),
+    "ratio_vs_numpy_by_hand": (TRAIN, HAND_NUMPY),
+    "ratio_vs_jax": (TRAIN, JAX),
+    "ratio_vs_sklearn": (TRAIN, SKLEARN),
+    "ratio_bm_jax_vs_jax": (BM_JAX, JAX),
+    "ratio_bm_torch_vs_torch": (BM_TORCH, TORCH),
+    "ratio_bm_torch_compile_vs_torch_compile": (BM_TORCH_COMPILE, COMPILE),
 }
 
 
@@ -71,12 +122,16 @@ class Options:
     min_seconds: float = 1.0
     compile: bool = True
     functional: bool = True
+    #: ``--sides`` names (see :data:`SIDE_KEYS`); ``compile``/``functional`` still leave theirs out
+    sides: tuple[str, ...] = DEFAULT_SIDES
     torch_threads: int | None = None
     data_dir: str | None = None
     n_train: int = N_TRAIN
     n_test: int = N_TEST
     seed: int = 0
     side_memory: bool = True
+    #: measure the one-core bound of each steps record (CPU only, see :mod:`.bound`)
+    bound: bool = True
     verbose: bool = True
 
 
@@ -114,18 +169,38 @@ def alternate(
     return {label: {"seconds_median": statistics.median(ts), "seconds": ts} for label, ts in times.items()}
 
 
-def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """The :data:`RATIOS` whose two sides were both timed."""
-    return {
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The :data:`RATIOS` whose two sides were both timed, and the fastest backend_mlp path against the
+    fastest peer of :data:`FAST_PEERS` (``fastest_backend_mlp``, ``fastest_peer``, ``ratio_fastest_vs_peer``)."""
+    out: dict[str, Any] = {
         key: results[a]["seconds_median"] / results[b]["seconds_median"]
         for key, (a, b) in RATIOS.items()
         if a in results and b in results
     }
+    ours = [s for s in BACKEND_MLP_PATHS if s in results]
+    peers = [s for s in FAST_PEERS if s in results]
+    if ours and peers:
+        best = min(ours, key=lambda s: results[s]["seconds_median"])
+        peer = min(peers, key=lambda s: results[s]["seconds_median"])
+        out.update(
+            fastest_backend_mlp=best,
+            fastest_peer=peer,
+            ratio_fastest_vs_peer=results[best]["seconds_median"] / results[peer]["seconds_median"],
+        )
+    return out
+
+
+#: the slowest side's block may take at most this many times ``min_seconds``
+SLOWEST_BLOCK_FACTOR = 10
 
 
 def steps_for(rates: list[float], min_seconds: float) -> int:
-    """Enough steps for the slowest side to take ``min_seconds`` (5 to 20,000)."""
-    return int(min(20_000, max(5, math.ceil(min_seconds * min(rates)))))
+    """Steps per block (5 to 20,000): enough for the *fastest* side to take ``min_seconds``, so that no
+    side's block is dominated by its per-call costs (``train()``'s checks, a compiled function's upload
+    and read-back), but no more than the slowest side runs in ``SLOWEST_BLOCK_FACTOR * min_seconds``."""
+    wanted = math.ceil(min_seconds * max(rates))
+    ceiling = math.ceil(SLOWEST_BLOCK_FACTOR * min_seconds * min(rates))
+    return int(min(20_000, max(5, min(wanted, ceiling))))
 
 
 def _loadavg() -> list[float] | None:
@@ -136,7 +211,7 @@ def _loadavg() -> list[float] | None:
 
 
 def _compiled(side: Any) -> bool:
-    return getattr(side, "compiled", False)
+    return side.label in COMPILED_SIDES
 
 
 class Benchmark:
@@ -152,22 +227,82 @@ class Benchmark:
         self.compile_skipped: str | None = None if options.compile else "disabled (--no-compile)"
         if self.torch is None:
             self.compile_skipped = "PyTorch is not installed"
+        wanted = {SIDE_KEYS[k] for k in options.sides} | {TRAIN}
+        if not options.compile:
+            wanted -= set(COMPILED_SIDES)
+        if not options.functional:
+            wanted.discard(FUNCTIONAL)
+        self.wanted = wanted
+        #: ``{side label: why it did not run}``, for the report and the table's notes
+        self.skipped: dict[str, str] = {}
 
     def log(self, text: str) -> None:
         if self.o.verbose:
             print(text, file=sys.stderr, flush=True)
 
+    def skip(self, label: str, why: str) -> None:
+        if label not in self.skipped:
+            self.skipped[label] = why
+            self.log(f"  {label} skipped: {why}")
+
     def sides(self, data: HostData, dtype: str, with_compile: bool) -> list[Any]:
-        """backend_mlp's ``train`` first (every other side is compared with it), then the others."""
+        """backend_mlp's ``train`` first (every other side is compared with it), then the others that
+        were asked for and can run here (the others are noted in :attr:`skipped`)."""
         train_side = BackendMLPSide(self.backend, data, dtype, self.o.seed)
         sides: list[Any] = [train_side]
-        if self.o.functional:
+        want = self.wanted if with_compile else self.wanted - set(COMPILED_SIDES)
+        if FUNCTIONAL in want:
             sides.append(FunctionalSide(self.backend, data, dtype, self.o.seed, placed=train_side))
-        if self.torch is not None:
-            sides.append(TorchSide(self.torch, self.backend, data, dtype, self.o.seed))
-            if with_compile and self.compile_skipped is None:
-                sides.append(TorchSide(self.torch, self.backend, data, dtype, self.o.seed, compiled=True))
+        for label, build in self._builders(data, dtype):
+            if label not in want:
+                continue
+            try:
+                side = build()
+            except (ImportError, BackendMLPError) as exc:
+                side = None
+                self.skip(label, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            if side is not None:
+                sides.append(side)
         return sides
+
+    def _builders(self, data: HostData, dtype: str) -> list[tuple[str, Callable[[], Any]]]:
+        """``(label, build)`` of every side after ``train`` and the functional API; ``build`` returns
+        ``None`` (after noting why) or raises ImportError / BackendMLPError when the side cannot run here."""
+        seed, torch = self.o.seed, self.torch
+
+        def on(device: str, label: str, compile: bool = False) -> Any:
+            if self.backend.hardware != "cpu":
+                return self.skip(label, f"backend_mlp's other paths are timed on the CPU only, not {self.backend}")
+            return BackendMLPSide(resolve_backend(device), data, dtype, seed, label=label, compile=compile)
+
+        def torch_side(compiled: bool) -> Any:
+            if torch is None:
+                return self.skip(COMPILE if compiled else TORCH, "PyTorch is not installed")
+            if compiled and self.compile_skipped is not None:
+                return self.skip(COMPILE, self.compile_skipped)
+            return TorchSide(torch, self.backend, data, dtype, seed, compiled=compiled)
+
+        def peer(label: str, importer: Callable[[], Any], what: str, make: Callable[[Any], Any]) -> Any:
+            if self.backend.hardware != "cpu":
+                return self.skip(label, f"timed on the CPU only, not {self.backend.hardware}")
+            module = importer()
+            return self.skip(label, f"{what} is not installed") if module is None else make(module)
+
+        from .jax_side import JaxJitSide, import_jax
+        from .numpy_side import HandNumpySide
+        from .sklearn_side import SklearnSide, import_sklearn_mlp
+
+        return [
+            (BM_TORCH, lambda: on("torch:cpu", BM_TORCH)),
+            (BM_JAX, lambda: on("jax", BM_JAX, compile=True)),
+            (BM_TORCH_COMPILE, lambda: on("torch:cpu", BM_TORCH_COMPILE, compile=True)),
+            (TORCH, lambda: torch_side(False)),
+            (COMPILE, lambda: torch_side(True)),
+            (JAX, lambda: peer(JAX, import_jax, "JAX", lambda jax: JaxJitSide(jax, data, dtype, seed))),
+            (HAND_NUMPY, lambda: peer(HAND_NUMPY, lambda: np, "NumPy", lambda _: HandNumpySide(data, dtype, seed))),
+            (SKLEARN, lambda: peer(SKLEARN, import_sklearn_mlp, "scikit-learn",
+                                   lambda mlp: SklearnSide(mlp, data, dtype, seed))),
+        ]
 
     def run(self) -> dict[str, Any]:
         started = time.time()
@@ -181,10 +316,12 @@ class Benchmark:
             for dtype in self.o.dtypes:
                 sides = self.sides(data.cast(dtype), dtype, with_compile="steps" in self.o.parts)
                 if "steps" in self.o.parts:
-                    for name in self.o.workloads:
-                        self.steps_part(sides, WORKLOADS[name], dtype)
+                    for entry in self.o.workloads:
+                        name, _, only = entry.partition(":")  # "wide2048-b256:float32": that dtype only
+                        if not only or only == dtype:
+                            self.steps_part(sides, WORKLOADS[name], dtype)
                 if "epoch" in self.o.parts or "predict" in self.o.parts:
-                    eager = [s for s in sides if not _compiled(s)]
+                    eager = [s for s in sides if s.label in (TRAIN, FUNCTIONAL, TORCH)]
                     for name in self.o.epoch_workloads:
                         self.epoch_and_predict(eager, WORKLOADS[name], dtype)
                 del sides
@@ -198,6 +335,8 @@ class Benchmark:
             "data": data.source if data is not None else None,
             "options": {k: v for k, v in vars(self.o).items() if k != "verbose"},
             "torch_compile_skipped": self.compile_skipped,
+            "sides_skipped": self.skipped,
+            "matmul_libraries": matmul_libraries(self.torch),
             "machine": machine_info(self.backend, self.torch),
             "load_average_before": load_before,
             "load_average_after": _loadavg(),
@@ -213,23 +352,34 @@ class Benchmark:
         warm_steps = 3 if max(workload.layer_dims[1:]) >= 1024 else 20
         rates, info = [], {}
         for side in list(sides):
+            why = side.supports(workload)
+            if why is not None:
+                info.setdefault("sides_not_run", {})[side.label] = why
+                sides.remove(side)
+                continue
             try:
                 run = side.prepare(workload, warm_steps)
                 t = time.perf_counter()
                 run()
                 first = time.perf_counter() - t
-                if _compiled(side):
+                if hasattr(side, "warm_up_shapes"):
                     side.warm_up_shapes(workload)
-                    info["torch_compile_first_call_seconds"] = first
+                if _compiled(side):
+                    info[f"first_call_seconds_{side.label}"] = first
+                    if side.label == COMPILE:
+                        info["torch_compile_first_call_seconds"] = first
                 run = side.prepare(workload, warm_steps)
                 t = time.perf_counter()
                 run()
                 rates.append(warm_steps / (time.perf_counter() - t))
-            except Exception as exc:  # torch.compile failing must not stop the benchmark
-                if not _compiled(side):
+            except Exception as exc:  # a compiler or an optional peer failing must not stop the benchmark
+                if not (_compiled(side) or getattr(side, "optional", False)):
                     raise
-                self.compile_skipped = f"torch.compile failed: {type(exc).__name__}: {exc}".splitlines()[0]
-                self.log(f"  {self.compile_skipped}")
+                why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                if side.label == COMPILE:
+                    self.compile_skipped = f"torch.compile {why}"
+                info.setdefault("sides_not_run", {})[side.label] = why
+                self.log(f"  {side.label} {why}")
                 sides.remove(side)
         info.update(self.check(sides, workload))
         n = self.o.steps or steps_for(rates, self.o.min_seconds)
@@ -253,9 +403,15 @@ class Benchmark:
         results = alternate(sides, lambda s: s.prepare(workload, n_steps), self.o.repeats)
         record = self._record("steps", workload, dtype, n_steps, results, sides)
         record.update(info)
+        if self.o.bound and self.backend.hardware == "cpu":
+            bound = one_core_bound(workload, dtype, sides[0].n_samples, self.o.seed)
+            record["one_core_bound"] = bound
+            best = record.get("fastest_backend_mlp", TRAIN)
+            record["ratio_fastest_vs_bound"] = record[best]["us_per_step_median"] / bound["bound_us"]
+            self.log(f"  one-core bound: {describe_bound(bound)}")
         if self.o.side_memory:
             for side in sides:
-                if not _compiled(side):
+                if side.label in MEMORY_SIDES:
                     record[side.label]["memory"] = self.side_memory(side.label, workload, dtype, n_steps)
         self.records.append(record)
         self.log("  " + short_summary(record))
@@ -304,6 +460,9 @@ class Benchmark:
             samples = samples_in_steps(sides[0].n_samples, workload.batch_size, n_steps)
         for entry in results.values():
             entry["steps_per_second"] = n_steps / entry["seconds_median"] if part != "predict" else None
+            if part != "predict":
+                entry["us_per_step"] = [t / n_steps * 1e6 for t in entry["seconds"]]
+                entry["us_per_step_median"] = entry["seconds_median"] / n_steps * 1e6
             entry["samples_per_second"] = samples / entry["seconds_median"]
         record: dict[str, Any] = {
             "part": part,
@@ -345,14 +504,43 @@ class Benchmark:
         return measure_side_memory(spec)
 
 
+def matmul_libraries(torch: Any) -> dict[str, str]:
+    """Which library forms each side's matrix products on the CPU (versions from the installed packages)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..machine import blas_threadpools
+
+    host = ", ".join(
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, {p.get('num_threads')} threads)"
+        for p in blas_threadpools()
+        if p.get("internal_api") != "openmp"
+    ) or "unknown"
+    out = {"numpy (backend_mlp on NumPy, functional, numpy by hand, sklearn)": host}
+    if torch is not None:
+        config = torch.__config__.show()
+        blas = next((part.split("=", 1)[1] for part in config.replace(",", " ").split() if part.startswith(
+            "BLAS_INFO=")), "unknown")
+        out["torch (backend_mlp torch, torch, torch.compile)"] = f"{blas}, {torch.get_num_threads()} threads"
+    try:
+        out["jax (backend_mlp jax.jit, jax.jit)"] = f"XLA CPU (own GEMM: Eigen / oneDNN), jaxlib {version('jaxlib')}"
+    except PackageNotFoundError:
+        pass
+    return out
+
+
 def short_summary(record: dict[str, Any]) -> str:
     """One progress line: median block times, ratios and the check."""
     parts = [
         f"{label} {record[label]['seconds_median'] * 1e3:.1f} ms"
-        for label in (TRAIN, FUNCTIONAL, TORCH, COMPILE)
+        for label in SIDE_KEYS.values()
         if label in record
     ]
-    for key, name in (("ratio_vs_torch", "ratio"), ("ratio_functional_vs_train", "functional/train")):
+    for key, name in (
+        ("ratio_vs_torch", "ratio"),
+        ("ratio_functional_vs_train", "functional/train"),
+        ("ratio_vs_numpy_by_hand", "numpy/by hand"),
+        ("ratio_fastest_vs_peer", "fastest/fastest peer"),
+    ):
         if key in record:
             parts.append(f"{name} {record[key]:.3f}")
     if "check_max_rel_diff" in record:

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from .workloads import CHECK_STEPS, COMPILE, FUNCTIONAL, TORCH, TRAIN
+from .bound import describe
+from .workloads import (
+    BM_JAX,
+    BM_TORCH,
+    BM_TORCH_COMPILE,
+    CHECK_STEPS,
+    COMPILE,
+    FUNCTIONAL,
+    HAND_NUMPY,
+    JAX,
+    SKLEARN,
+    TORCH,
+    TRAIN,
+)
+
+#: the per-step table's sides, left to right: backend_mlp's paths, then the peers
+STEP_SIDES = (TRAIN, FUNCTIONAL, BM_TORCH, BM_JAX, BM_TORCH_COMPILE, HAND_NUMPY, TORCH, COMPILE, JAX, SKLEARN)
 
 #: (header, width) left to right; a negative width left-aligns
 _COLUMNS: list[tuple[str, int]] = [
@@ -108,6 +124,14 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     if report.get("torch_compile_skipped"):
         lines.append(f"torch.compile skipped: {report['torch_compile_skipped']}")
+    for library, products in report.get("matmul_libraries", {}).items():
+        lines.append(f"products of {library}: {products}")
+    for label, why in report.get("sides_skipped", {}).items():
+        if label != COMPILE:
+            lines.append(f"{label} skipped: {why}")
+    per_step = format_per_step(report)
+    if per_step:
+        lines += ["", per_step]
     for r in report["results"]:
         if r["part"] == "memory":
             lines.append(_memory_line(r))
@@ -123,3 +147,45 @@ def _memory_line(r: dict[str, Any]) -> str:
         f"target < 3); after loading {_mb(r['peak_rss_after_load_bytes'])} MB, interpreter "
         f"{_mb(r['baseline_rss_bytes'])} MB; {r['steps']} steps"
     )
+
+
+def format_per_step(report: dict[str, Any]) -> str:
+    """The steps part as microseconds per step, one column per side that ran: ``median (min-max)``,
+    then the fastest backend_mlp path against the fastest peer (torch, torch.compile, jax.jit)."""
+    records = [r for r in report["results"] if r["part"] == "steps"]
+    labels = [s for s in STEP_SIDES if any(s in r for r in records)]
+    if not records or len(labels) < 2:
+        return ""
+    width = 20
+    lines = [
+        "microseconds per step, median (min-max) of the alternating blocks",
+        " ".join([f"{'workload':<15}", f"{'dtype':<7}", *(f"{s:>{width}}" for s in labels),
+                  f"{'fastest backend_mlp / fastest peer':>36}", f"{'bound':>6}", f"{'/bound':>6}"]),  # fmt: skip
+    ]
+    for r in records:
+        cells = [f"{r['workload']:<15}", f"{r['dtype']:<7}"]
+        for s in labels:
+            entry = r.get(s)
+            if entry is None or "us_per_step" not in entry:
+                cells.append(f"{'-':>{width}}")
+                continue
+            us, median = entry["us_per_step"], entry["us_per_step_median"]
+            cells.append(f"{median:.0f} ({min(us):.0f}-{max(us):.0f})".rjust(width))
+        best = r.get("ratio_fastest_vs_peer")
+        versus = "-" if best is None else f"{best:.3f} ({r['fastest_backend_mlp']} / {r['fastest_peer']})"
+        cells.append(versus.rjust(36))
+        bound = r.get("one_core_bound")
+        cells.append("-".rjust(6) if bound is None else f"{bound['bound_us']:.0f}".rjust(6))
+        cells.append(_fmt(r.get("ratio_fastest_vs_bound"), ".2f").rjust(6))
+        lines.append(" ".join(cells))
+        for s, why in r.get("sides_not_run", {}).items():
+            lines.append(f"  {r['workload']} {r['dtype']}: {s} not run: {why}")
+        if bound is not None:
+            lines.append(f"  {r['workload']} {r['dtype']}: one-core bound {describe(bound)}")
+    lines.append(
+        "numpy by hand: a minimal hand-written NumPy step (the eager path's yardstick); sklearn: MLPClassifier("
+        "solver='sgd') by partial_fit; jax.jit: a hand-written jitted step; backend_mlp <library>: train() there; "
+        "bound: the one-core lower bound measured here (products at the best GEMM rate + the row gather), "
+        "/bound: the fastest backend_mlp path over it"
+    )
+    return "\n".join(lines)

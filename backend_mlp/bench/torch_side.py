@@ -64,6 +64,10 @@ class TorchSide:
         self._models: dict[str, Any] = {}
         self.model: Any = None
 
+    def supports(self, workload: Workload) -> str | None:
+        """``None``: every workload runs."""
+        return None
+
     def _tensor(self, host: np.ndarray) -> Any:
         t = self.torch.from_numpy(np.ascontiguousarray(host))  # shares memory on the CPU
         return t.to(self.device)

@@ -25,8 +25,15 @@ DTYPES = ("float32", "float64")
 #: steps after which every side's parameters are compared (before chaotic growth of rounding
 #: differences: batch norm on 5-unit layers amplifies float32 rounding within ~20 steps)
 CHECK_STEPS = 3
-#: the sides' labels, the keys of their entries in the JSON records
-TRAIN, FUNCTIONAL, TORCH, COMPILE = "backend_mlp", "backend_mlp functional", "torch", "torch.compile"
+#: the sides' labels, the keys of their entries in the JSON records: backend_mlp's paths ...
+TRAIN, FUNCTIONAL = "backend_mlp", "backend_mlp functional"
+BM_TORCH, BM_TORCH_COMPILE, BM_JAX = "backend_mlp torch", "backend_mlp torch.compile", "backend_mlp jax.jit"
+#: ... and the peers
+TORCH, COMPILE, JAX, HAND_NUMPY, SKLEARN = "torch", "torch.compile", "jax.jit", "numpy by hand", "sklearn"
+BACKEND_MLP_PATHS = (TRAIN, BM_TORCH, BM_TORCH_COMPILE, BM_JAX)
+#: the peers a backend_mlp path must match ("fastest peer"); scikit-learn and the hand-written NumPy step are
+#: reported beside them (the NumPy step is the eager path's yardstick)
+FAST_PEERS = (TORCH, COMPILE, JAX)
 
 
 @dataclass(frozen=True)

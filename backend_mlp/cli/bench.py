@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..backends import resolve_dtype_name
-from ..bench.runner import DEFAULT_PARTS, PARTS, Benchmark, Options
+from ..bench.runner import DEFAULT_PARTS, DEFAULT_SIDES, PARTS, SIDE_KEYS, Benchmark, Options
 from ..bench.table import format_table
 from ..bench.workloads import DEFAULT_EPOCH_WORKLOADS, DTYPES, N_TEST, N_TRAIN, QUICK_WORKLOADS, WORKLOADS
 from ..errors import DataError, InputValidationError
@@ -22,6 +22,8 @@ from . import DefaultsHelpFormatter
 from .common import EXIT_OK, Parser, run_command
 
 PROG = "benchmark"
+
+
 def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in known]
@@ -48,7 +50,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
-        help=f"networks timed step by step (the steps part), comma separated; any of {', '.join(WORKLOADS)}",
+        help="networks timed step by step (the steps part), comma separated; NAME:DTYPE times NAME in that dtype "
+        f"only (e.g. wide2048-b256:float32); any of {', '.join(WORKLOADS)}",
     )
     p.add_argument(
         "--epoch-workloads",
@@ -61,16 +64,31 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--parts", default=",".join(DEFAULT_PARTS), help=f"what to time, comma separated; any of {', '.join(PARTS)}"
     )
+    p.add_argument(
+        "--sides",
+        default=",".join(DEFAULT_SIDES),
+        help="sides to time, comma separated: bm (train() on --device, always timed: the reference), fn (the "
+        "functional API), bm-torch (train() on PyTorch), bm-jax (train(compile=True) on JAX), bm-torch-compile "
+        "(train(compile=True) on PyTorch), torch, torch-compile, jax (a hand-written jax.jit step), numpy (a "
+        "hand-written NumPy step), sklearn (MLPClassifier); a side whose library is missing is skipped with a note",
+    )
     p.add_argument("--memory", action="store_true", help="also measure Section 4's peak memory (real MNIST)")
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per side (alternating), medians reported")
     p.add_argument("--steps", type=int, default=None, help="SGD steps per block (default: about --min-seconds)")
     p.add_argument(
         "--min-seconds", type=float, default=1.0, help="target duration of one block when --steps is not given"
     )
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the compiled sides (torch.compile, jax.jit, train(compile=True))",
+    )
     p.add_argument("--no-functional", action="store_true", help="skip the functional-API side")
     p.add_argument(
         "--no-side-memory", action="store_true", help="skip the per-side peak memory (a fresh process per side)"
+    )
+    p.add_argument(
+        "--no-bound", action="store_true", help="skip measuring the one-core bound of each steps record (CPU)"
     )
     p.add_argument(
         "--torch-threads",
@@ -106,16 +124,18 @@ def options_from_args(args: argparse.Namespace) -> Options:
         parts = (*parts, "memory")
     o = Options(
         device=args.device,
-        workloads=_names(args.workloads, tuple(WORKLOADS), "workloads"),
+        workloads=_names(args.workloads, (*WORKLOADS, *(f"{w}:{d}" for w in WORKLOADS for d in DTYPES)), "workloads"),
         epoch_workloads=_names(args.epoch_workloads, tuple(WORKLOADS), "epoch-workloads"),
         dtypes=tuple(resolve_dtype_name(d) for d in _names(args.dtypes, DTYPES, "dtypes")),
         parts=parts,
+        sides=_names(args.sides, tuple(SIDE_KEYS), "sides"),
         repeats=args.repeats,
         steps=args.steps,
         min_seconds=args.min_seconds,
         compile=not args.no_compile,
         functional=not args.no_functional,
         side_memory=not args.no_side_memory,
+        bound=not args.no_bound,
         torch_threads=args.torch_threads,
         data_dir=args.data_dir,
         n_train=args.n_train,
@@ -130,11 +150,12 @@ def options_from_args(args: argparse.Namespace) -> Options:
         o.steps = 20 if args.steps is None else args.steps
         o.compile = False
         o.side_memory = False
+        o.bound = False
     if o.repeats < 1 or (o.steps is not None and o.steps < 1) or o.n_train < 1 or o.n_test < 1:
         raise InputValidationError("--repeats, --steps, --n-train, --n-test: expected positive integers")
     if o.torch_threads is not None and o.torch_threads < 1:
         raise InputValidationError(f"--torch-threads: received {o.torch_threads}; expected a positive integer")
-    too_big = [w for w in (*o.workloads, *o.epoch_workloads) if WORKLOADS[w].batch_size > o.n_train]
+    too_big = [w for w in (*o.workloads, *o.epoch_workloads) if WORKLOADS[w.partition(":")[0]].batch_size > o.n_train]
     if too_big and not o.data_dir:
         raise InputValidationError(f"--n-train: {o.n_train} is smaller than the batch size of {too_big[0]}")
     return o

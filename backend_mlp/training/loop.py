@@ -30,8 +30,10 @@ between host and device and nothing synchronises, except the cost read-back
 at record steps and one small index upload per epoch.  With ``compile=True``
 the gather and the step run as one function compiled by the backend's library
 (:mod:`.compiled`; on JAX it takes each batch's host indices, copied in by the
-call itself); the numbers agree with the eager step to rounding, and
-checkpoints, resume and early stopping are the same.
+call itself, and the learning rate is a 0-d device array, uploaded again when
+it decays); the first call for each batch size compiles and synchronises, to
+time the compilation apart.  The numbers agree with the eager step to
+rounding, and checkpoints, resume and early stopping are the same.
 """
 
 from __future__ import annotations
@@ -287,7 +289,7 @@ class _Loop:
         self.initial_cost = math.nan  # of the seeded initialisation: the divergence reference
         self.strikes = 0  # checks in a row at chance level with an exploding cost
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
-        self.ops = ops_for(self.backend.mutable_arrays)  # pure, or in place on fresh temporaries
+        self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul)  # pure, or in place on fresh temporaries
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
         self.compiled: CompiledStep | None = compiled_step(self.backend, config, train_data.X_rows) if compile else None
