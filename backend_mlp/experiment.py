@@ -58,6 +58,13 @@ def run_experiment(
     return result, summarize(result, splits, train_seconds)
 
 
+#: The fields of :func:`summarize`, in order (``metrics.json`` of a run holds them all).
+SUMMARY_KEYS = ("steps", "epochs", "best_step", "stopped_reason", "train_accuracy", "val_accuracy", "test_accuracy",
+                "final_train_cost", "final_minibatch_cost", "best_val_cost", "train_seconds", "device", "backend",
+                "dtype", "seed", "split_seed", "n_train", "n_val", "n_test", "hyperparameters", "recorded_steps",
+                "costs", "val_costs")
+
+
 def summarize(result: TrainingResult, splits: MnistSplits, train_seconds: float) -> dict[str, Any]:
     """The metrics of a finished run (accuracies in inference mode with the returned parameters)."""
     config = result.config

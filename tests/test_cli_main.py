@@ -19,11 +19,13 @@ import backend_mlp
 from backend_mlp.cli import bench as bench_cli
 from backend_mlp.cli import predict as predict_cli
 from backend_mlp.cli import reproduce as reproduce_cli
+from backend_mlp.cli import sweep as sweep_cli
 from backend_mlp.cli import train as train_cli
 from backend_mlp.cli.main import COMMANDS, main
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = {"train": train_cli, "reproduce": reproduce_cli, "bench": bench_cli, "predict": predict_cli}
+MODULES = {"train": train_cli, "reproduce": reproduce_cli, "sweep": sweep_cli, "bench": bench_cli,
+           "predict": predict_cli}
 
 
 def _env() -> dict[str, str]:
@@ -69,7 +71,7 @@ def test_help_lists_every_command_with_one_line(capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: backend-mlp <command>")
     listed = re.findall(r"^  (\w+)  +(.+)$", out, re.MULTILINE)
-    assert [name for name, _ in listed] == list(COMMANDS) == ["train", "reproduce", "bench", "predict"]
+    assert [name for name, _ in listed] == list(COMMANDS) == ["train", "reproduce", "sweep", "bench", "predict"]
     assert all(len(line) > 20 for _, line in listed)
     assert main(["help"]) == 0 and capsys.readouterr().out == out
 
@@ -90,7 +92,7 @@ def test_unknown_command_is_one_line_exit_2(capsys, argv, needle):
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("backend-mlp: error: ") and needle in lines[0]
-    assert "train, reproduce, bench, predict" in lines[0]
+    assert "train, reproduce, sweep, bench, predict" in lines[0]
 
 
 def test_no_command_shows_the_commands_and_exits_2(capsys):
@@ -99,7 +101,7 @@ def test_no_command_shows_the_commands_and_exits_2(capsys):
     assert "predict" in err and err.splitlines()[-1].startswith("backend-mlp: error: no command given")
 
 
-@pytest.mark.parametrize("name", ["train", "reproduce", "bench", "predict"])
+@pytest.mark.parametrize("name", ["train", "reproduce", "sweep", "bench", "predict"])
 def test_each_command_gets_the_rest_of_the_line_and_its_name(monkeypatch, name):
     calls = []
 

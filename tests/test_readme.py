@@ -95,7 +95,8 @@ def test_readme_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert len(accuracies) == 5, printed
     assert all(a > 0.8 for a in accuracies[1:]), printed  # trained to convergence: clearly learned
     assert (tmp_path / "model.npz").is_file() and (tmp_path / "classifier.npz").is_file()
-    assert sorted(set(ran)) == ["predict", "reproduce", "train"]
+    assert sorted(set(ran)) == ["predict", "reproduce", "sweep", "train"]
+    assert (tmp_path / "runs" / "sweep" / "SUMMARY.md").is_file()
     for run in ("adam", "fashion", "kmnist", "shapes"):
         assert (tmp_path / "runs" / run / "report.md").is_file(), run
     assert "Ankle boot" in (tmp_path / "runs" / "fashion" / "report.md").read_text()

@@ -44,7 +44,11 @@ def test_reproduce_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     # files.atomic_write_bytes writes through ".<name>.<random>.part" in the target folder
     assert not list(out.glob(".*.part")), "temporary files left behind"
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == expected | {"runs"}
+    # the runs are a sweep: one folder per run, named by its id, with the run's metrics.json and model
+    run_folders = sorted((out / "runs").iterdir())
+    assert len(run_folders) == 10 and all((f / "metrics.json").is_file() and (f / "model.npz").is_file()
+                                          for f in run_folders)
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -236,3 +240,71 @@ def test_reproduce_options_reach_the_runs(mnist_dir: Path, tmp_path: Path, monke
     assert all(r["n_train"] == 480 for r in runs)  # the --data-dir files: 600 training images, 20% held out
     assert results["settings"]["threads"] == 2 and 2 in limits
     assert results["command"].startswith("backend-mlp reproduce --device array_api_strict")
+
+
+def _numbers(results: dict) -> list[dict]:
+    """Every run's record without its wall time."""
+    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in results["runs"]]
+
+
+def test_reproduce_on_two_workers_is_identical_and_resumable(mnist_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The reproduction is a sweep: two local Dask workers give the runs one process gives, bit for bit, and the
+    same command again rewrites the report from the finished runs without training."""
+    from test_sweep import require_dask
+
+    require_dask()
+    base = ["--seeds", "2", "--sections", "4,5", "--max-steps", "150", "--data-dir", str(mnist_dir)]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert main([*base, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert _numbers(one) == _numbers(two) and len(one["runs"]) == 8
+    assert [(r["key"], r["seed"]) for r in two["runs"]] == [(k, s) for s in (0, 1) for k in ("4", "5", "bn-b", "bn-c")]
+    assert two["settings"]["workers"] == 2
+    assert "runs on 2 worker processes" in (tmp_path / "two" / "REPORT.md").read_text()
+    capsys.readouterr()
+
+    from backend_mlp.runs import Run
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(Run, "execute", no_training)
+    report = (tmp_path / "one" / "REPORT.md").read_bytes()
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert _numbers(json.loads((tmp_path / "one" / "results.json").read_text())) == _numbers(one)
+    assert len(capsys.readouterr().out.splitlines()) > 8  # each run listed (from its folder)
+    assert (tmp_path / "one" / "REPORT.md").read_bytes().split(b"## Results per section")[1] == report.split(
+        b"## Results per section")[1]  # the same tables (the header has the date and wall time)
+
+
+def test_a_reproduction_run_is_the_protocol_run(mnist_dir: Path, tmp_path: Path) -> None:
+    """Each sweep run of the reproduction gives the record the protocol defines, computed here in memory:
+    Section ``s``'s configuration with ``seed``, on the split drawn with ``split_seed=seed``."""
+    from dataclasses import replace
+
+    from backend_mlp.data import prepare_mnist
+    from backend_mlp.experiment import run_experiment
+    from backend_mlp.report.protocol import batch_statistics_accuracy
+
+    r = Reproduction(tmp_path / "r", seeds=2, sections=("6",), ablation=True, max_steps=120, data_dir=str(mnist_dir))
+    results = r.run()
+    splits = prepare_mnist(str(mnist_dir), split_seed=1)
+    checked = 0
+    for record in results["runs"]:
+        if record["seed"] != 1:
+            continue
+        spec = next(s for s in r.specs if s.key == record["key"])
+        result, metrics = run_experiment(splits, replace(spec.config, seed=1))
+        expected = {"key": spec.key, "label": spec.label, **metrics}
+        expected["weight_std"] = [float(np.std(np.asarray(result.parameters[f"W{l}"], dtype=np.float64)))
+                                  for l in range(1, len(spec.config.layer_dims))]
+        if spec.config.batchnorm is not None:
+            expected.update(batch_statistics_accuracy(result.parameters, spec.config.batchnorm, splits))
+        got = {k: v for k, v in record.items() if k != "run_id"}
+        assert got.keys() == expected.keys()
+        assert {k: v for k, v in got.items() if k != "train_seconds"} == {
+            k: v for k, v in expected.items() if k != "train_seconds"}, spec.key
+        checked += 1
+    assert checked == 4  # 6, bn-a, bn-b, bn-c

@@ -24,6 +24,7 @@ PROG = "backend-mlp"
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one network, write metrics.json, figures, model.npz and a resumable checkpoint"),
     "reproduce": ("reproduce", "reproduce the report's Sections 4-6 over several seeds and write REPORT.md"),
+    "sweep": ("sweep", "run a grid of train settings x seeds on all cores or a Dask cluster; one table"),
     "bench": ("bench", "time backend_mlp against PyTorch on the identical MLP workload"),
     "predict": ("predict", "label IDX images or a folder of PNGs with a saved model; write CSV"),
 }

@@ -3,13 +3,20 @@
 The command line of :class:`backend_mlp.report.Reproduction`: writes
 ``results.json``, the figures and ``REPORT.md`` into ``--out``, by default a new
 folder ``runs/reproduce-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken;
-never an existing folder).  The committed report is rewritten only when asked
+never an existing folder).  The runs are a sweep (:mod:`backend_mlp.sweep`), each
+in its folder under ``--runs-dir`` (default ``<out>/runs``): one after another
+here (``--workers 1``, the default, needs no Dask), on ``--workers N`` local
+processes, or on a Dask cluster (``--scheduler``), with identical numbers;
+finished runs are not trained again, so re-running with the same ``--out``
+continues an interrupted reproduction.  The committed report is rewritten only when asked
 for explicitly (``--out docs/report``).  Prints one line per finished run and
 the acceptance checks, each within 80 columns.  Exit status: 0 done, 1 error,
 2 usage error, 130 interrupted; errors are one line on stderr.
 
     python scripts/reproduce_report.py --device cpu --seeds 5 --data-dir DIR
-    python scripts/reproduce_report.py --device cpu --seeds 5 --data-dir DIR --out docs/report
+    python scripts/reproduce_report.py --device cpu --seeds 5 --data-dir DIR --out docs/report \
+        --runs-dir runs/docs-report-runs      # the runs' folders stay out of the committed report
+    backend-mlp reproduce --seeds 5 --data-dir DIR --workers 2
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import BackendMLPError, BackendUnavailableError
 from ..experiment import SECTIONS
 from ..report import Reproduction
 from .common import Parser, run_command
@@ -49,7 +57,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
                    help="cap on steps per run, for smoke tests (default: none, the report's 100000)")
     p.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                   help="BLAS threads on the CPU (default: 1: the matrices are small, extra threads only contend)")
+                   help="BLAS threads per run on the CPU (default: 1: the matrices are small, extra threads only "
+                        "contend)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="runs at once, on N local Dask worker processes (default: 1: one after another in this "
+                        "process, no Dask needed; use the number of cores for speed)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a running Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers must see --out "
+                        "and --data-dir)")
+    p.add_argument("--runs-dir", metavar="DIR",
+                   help="folder of the runs' own folders (default: <out>/runs); runs finished there are reused")
     return p
 
 
@@ -117,11 +134,22 @@ def _run(args_list: list[str], argv: Sequence[str] | None, prog: str) -> int:
     reproduction = Reproduction(
         args.out, device=args.device, seeds=args.seeds, dtype=args.dtype, data_dir=args.data_dir,
         sections=args.sections, ablation=args.ablation, max_steps=args.max_steps, threads=args.threads,
+        workers=args.workers, scheduler=args.scheduler, runs_dir=args.runs_dir,
         command=_command_line(argv, prog), argv=args_list,
     )
+    if args.workers > 1 or args.scheduler:
+        from ..sweep.engine import INSTALL_HINT, import_distributed
+
+        try:
+            import_distributed()
+        except BackendMLPError:
+            where = f"--scheduler {args.scheduler}" if args.scheduler else f"--workers {args.workers}"
+            raise BackendUnavailableError(f"{where}: {INSTALL_HINT} (or --workers 1)") from None
     out = reproduction.make_out()
+    where = (f"scheduler {args.scheduler}" if args.scheduler else
+             f"{args.workers} workers" if args.workers > 1 else "this process")
     print(fit(f"{prog}: {args.seeds} seed(s) x {len(reproduction.specs)} run(s) on {reproduction.backend.name} "
-              f"({reproduction.dtype}); output in {out}"), flush=True)
+              f"({reproduction.dtype}), {where}; output in {out}"), flush=True)
     results = reproduction.run(progress=_RunLines())
     for c in results["checks"]:
         verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]

@@ -45,7 +45,9 @@ __all__ = [
     "plot_cost_curves",
     "plot_misclassified",
     "plot_weight_histograms",
+    "plot_sweep_accuracy",
     "save_figure",
+    "sweep_accuracy_figure",
 ]
 
 _TRAIN_COLOR = "tab:blue"
@@ -502,6 +504,62 @@ def plot_batchnorm_ablation(
     """
     fig = batchnorm_ablation_figure(curves, test_accuracy, reference_accuracy=reference_accuracy)
     return save_figure(fig, path)
+
+
+def sweep_accuracy_figure(
+    points: Mapping[str, Sequence[tuple[int, float]]],
+    intervals: Mapping[str, tuple[float, float] | None] | None = None,
+    *,
+    metric: str = "test accuracy",
+    title: str = "Sweep: accuracy by configuration",
+) -> Figure:
+    """One column per configuration: one point per seed (labelled by seed order), the mean as a bar and its
+    confidence interval as an error bar.  ``points``: configuration label -> ``[(seed, value), ...]``;
+    ``intervals``: label -> ``(low, high)`` or ``None`` (one seed)."""
+    from matplotlib.figure import Figure
+
+    labels = list(points)
+    if not labels:
+        raise InputValidationError("sweep_accuracy_figure: received no configurations; expected at least one")
+    width = min(max(4.5, 0.9 * len(labels) + 2.0), 24.0)
+    fig = Figure(figsize=(width, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for x, label in enumerate(labels):
+        pts = sorted(points[label])
+        k = len(pts)
+        offsets = np.linspace(-0.18, 0.18, k) if k > 1 else np.zeros(1)
+        values = np.asarray([v for _, v in pts], dtype=float)
+        ax.scatter(x + offsets, values, s=18, color=_TRAIN_COLOR, alpha=0.8, zorder=3,
+                   label="one seed" if x == 0 else None)
+        mean = float(values.mean())
+        ax.hlines(mean, x - 0.3, x + 0.3, color="black", lw=1.5, zorder=4, label="mean" if x == 0 else None)
+        ci = (intervals or {}).get(label)
+        if ci is not None:
+            ax.errorbar([x + 0.34], [mean], yerr=[[mean - ci[0]], [ci[1] - mean]], fmt="none", ecolor="tab:red",
+                        capsize=3, lw=1.2, zorder=4, label="95% CI of the mean" if x == 0 else None)
+    ax.set_xticks(range(len(labels)), [_wrap(label) for label in labels], fontsize=8,
+                  rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel(metric)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title, fontsize=11)
+    return fig
+
+
+def _wrap(label: str) -> str:
+    """A configuration label on one line per setting."""
+    return "\n".join(label.split(" "))
+
+
+def plot_sweep_accuracy(
+    points: Mapping[str, Sequence[tuple[int, float]]],
+    path: str | os.PathLike[str],
+    intervals: Mapping[str, tuple[float, float] | None] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """:func:`sweep_accuracy_figure` written to ``path`` (PNG)."""
+    return save_figure(sweep_accuracy_figure(points, intervals, **kwargs), path)
 
 
 # ----------------------------------------------------------------------------- REPORT.md's figures

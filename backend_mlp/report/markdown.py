@@ -194,6 +194,16 @@ def ablation_prose(
     return lines
 
 
+def _where(settings: dict[str, Any]) -> str:
+    """Where the runs trained (absent from results.json written before reproductions were sweeps)."""
+    if settings.get("scheduler"):
+        return f"; runs on the Dask cluster `{settings['scheduler']}`"
+    workers = settings.get("workers")
+    if not workers:
+        return ""
+    return f"; runs on {workers} worker processes (`--workers`)" if workers > 1 else "; runs one after another"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """REPORT.md from the contents of results.json (and the figure names in it)."""
     summary, settings, machine = results["summary"], results["settings"], results["machine"]
@@ -224,7 +234,8 @@ def render_report(results: dict[str, Any]) -> str:
               "indicative only)" if "load_average_at_start" in machine else ""),
            f"- Software: backend_mlp {machine['backend_mlp']}, Python {machine['python']}, NumPy "
            f"{machine['numpy']}" + (f", BLAS {blas}" if blas else "") + f"; backend `{machine['backend']}`, dtype "
-           f"`{settings['dtype']}`, BLAS limited to {settings.get('threads')} thread(s) (`--threads`)",
+           f"`{settings['dtype']}`, BLAS limited to {settings.get('threads')} thread(s) (`--threads`)"
+           + _where(settings),
            f"- Protocol: {'one seed (0)' if n_seeds == 1 else f'{n_seeds} seeds (0..{n_seeds - 1})'}; each seed "
            "draws the 80/20 "
            "train/validation split "

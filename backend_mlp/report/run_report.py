@@ -61,15 +61,14 @@ def render_run_report(metrics: dict[str, Any]) -> str:
         "|---|" + "---|" * len(metrics["test_accuracy_per_class"]),
         "| accuracy | " + " | ".join(_fmt(v, "{:.3f}") for v in metrics["test_accuracy_per_class"].values()) + " |",
         "",
-        "## Figures",
-        "",
-        "![cost during training](cost_curve.png)",
-        "",
-        "![confusion matrix of the test set](confusion_matrix.png)",
-        "",
-        "![misclassified test images](misclassified.png)",
-        "",
     ]
+    figures = [(key, text, f"{key}.png") for key, text in (
+        ("cost_curve", "cost during training"), ("confusion_matrix", "confusion matrix of the test set"),
+        ("misclassified", "misclassified test images")) if key in metrics.get("files", {key: None})]
+    if figures:
+        lines += ["## Figures", ""]
+        for _, text, file in figures:
+            lines += [f"![{text}]({file})", ""]
     if metrics.get("command"):
         lines[2:2] = [f"Command: `{metrics['command']}` (backend_mlp {metrics.get('library_version', '?')})", ""]
     return "\n".join(lines)

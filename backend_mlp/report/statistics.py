@@ -46,6 +46,59 @@ def stats(values: Sequence[float | None]) -> dict[str, float]:
     }
 
 
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (``0.5 < p < 1``) of Student's t distribution with ``df >= 1`` degrees of freedom.
+
+    Solves ``P(|T| <= t) = 2p - 1`` by bisection on the exact closed form for
+    integer ``df`` (Abramowitz & Stegun 26.7.3-4); e.g. ``t_quantile(0.975, 4) = 2.7764...``.
+    """
+    if not (0.5 < p < 1) or int(df) != df or df < 1:
+        raise ValueError(f"t_quantile: received p={p!r}, df={df!r}; expected 0.5 < p < 1 and an integer df >= 1")
+    target = 2 * p - 1
+    lo, hi = 0.0, 1.0
+    while _t_central(hi, int(df)) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_central(mid, int(df)) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-14 * hi:
+            break
+    return (lo + hi) / 2
+
+
+def _t_central(t: float, df: int) -> float:
+    """``P(|T| <= t)`` for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 1:
+        total, term = 0.0, 1.0
+        for k in range(1, (df - 1) // 2 + 1):  # 1 + 2/3 c^2 + (2*4)/(3*5) c^4 + ... (df - 3 powers)
+            total += term
+            term *= c2 * (2 * k) / (2 * k + 1)
+        return (2 / math.pi) * (theta + (s * math.cos(theta) * total if df > 1 else 0.0))
+    total, term = 0.0, 1.0
+    for k in range(1, df // 2 + 1):  # 1 + 1/2 c^2 + (1*3)/(2*4) c^4 + ... (df - 2 powers)
+        total += term
+        term *= c2 * (2 * k - 1) / (2 * k)
+    return s * total
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float] | None:
+    """Mean, sample std and the two-sided ``level`` t-interval of the mean of ``values`` (``None`` below 2 values).
+
+    ``{"n", "mean", "std", "low", "high", "level"}``: ``mean ± t_{(1+level)/2, n-1} · std / √n``.
+    """
+    a = np.asarray(list(values), dtype=np.float64)
+    if a.size < 2:
+        return None
+    mean, std = float(a.mean()), float(a.std(ddof=1))
+    half = t_quantile((1 + level) / 2, int(a.size) - 1) * std / math.sqrt(a.size)
+    return {"n": int(a.size), "mean": mean, "std": std, "low": mean - half, "high": mean + half, "level": level}
+
+
 def summarize_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per run key: stats of every table metric, per-layer weight std and batch-statistics accuracy."""
     keys = list(dict.fromkeys(r["key"] for r in runs))
