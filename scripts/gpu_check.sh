@@ -1,35 +1,45 @@
 #!/usr/bin/env bash
 # One-command GPU check for backend_mlp, on a machine with an NVIDIA GPU and no network.
 #
-# It uses the CuPy, PyTorch (CUDA) and JAX (CUDA) already installed there, installs this
-# checkout and its pure-Python dependencies into a throwaway virtualenv (which also sees the
-# system's packages) from a folder of wheels prepared beforehand, runs the numeric test files
-# (NUMERIC_TESTS in noxfile.py) on each GPU backend found (cupy, torch_cuda, jax_gpu; side by
-# side, at most 5 minutes), then the GPU benchmark, all within 8 minutes, and writes one results file pair,
-# gpu_check_results/<host>-<UTC time>.json and .md, that docs/benchmarks.md quotes.
+# It uses the Python that has CuPy, PyTorch (CUDA) and JAX (CUDA) installed (--python, default
+# python3) as it is: no virtualenv, no build, nothing installed into that Python. The pure-Python
+# packages it lacks (array-api-compat, and array-api-strict, pytest, hypothesis, ... where missing)
+# are unpacked from a folder of wheels prepared beforehand into a throwaway folder put first on
+# PYTHONPATH, with this checkout after it. It then runs the numeric test files (NUMERIC_TESTS in
+# noxfile.py) and the compiled-step and JAX tests on each GPU backend found (cupy, torch_cuda,
+# jax_gpu; side by side, at most 5 minutes), then the GPU benchmark, all within 8 minutes, and
+# writes one results file pair, gpu_check_results/<host>-<UTC time>.json and .md, that
+# docs/benchmarks.md quotes. A GPU library that is missing or sees no GPU is reported as such and
+# its backend skipped; the others still run.
 #
-# Prepare the wheel folder once, on any machine with a package registry (pure-Python wheels for
-# the GPU machine's Python, here 3.12; the list covers pytest and hypothesis where they are missing):
+# Prepare the wheel folder once, on any machine with a package registry (pure-Python wheels; the
+# list covers pytest and hypothesis where they are missing):
 #
 #   pip download --only-binary=:all: --no-deps --python-version 3.12 --platform manylinux_2_28_x86_64 \
-#       --dest wheels array-api-compat array-api-strict setuptools pytest pluggy iniconfig packaging \
+#       --dest wheels array-api-compat array-api-strict pytest pluggy iniconfig packaging \
 #       pygments hypothesis attrs sortedcontainers
 #
 # then copy it next to the checkout on the GPU machine and run
 #
 #   bash scripts/gpu_check.sh --wheels wheels
 #
+# (relative --wheels and --out are taken from the folder the command is run in).
 # Exit status: 0 all found backends passed and the benchmark ran; 1 a test run or the benchmark
-# failed or timed out (the results files say which); 2 bad usage or wheel folder; 3 no NVIDIA GPU.
+# failed or timed out, or no GPU backend works (the results files say which); 2 bad usage, a wheel
+# folder that lacks a needed package, or a Python that cannot run the check; 3 no NVIDIA GPU.
 set -euo pipefail
 
 PROG="gpu_check"
 BUDGET_SECONDS=480              # the whole check, installation included
 TEST_CAP_SECONDS=300            # at most this for the test runs (the backends run side by side)
 BENCH_RESERVE_SECONDS=120       # kept for the benchmark
-# the GPU benchmark: backend_mlp on CuPy against PyTorch on the same GPU (see `backend-mlp bench --help`)
-BENCH_ARGS=(--device gpu --dtypes float32,float64 --repeats 3 --min-seconds 0.5 --no-side-memory)
+# the GPU benchmark: backend_mlp against PyTorch on the same GPU (see `backend-mlp bench --help`); --device is
+# the first GPU backend found: CuPy (gpu), else PyTorch (torch:cuda), else JAX (jax:gpu)
+BENCH_ARGS=(--dtypes float32,float64 --repeats 3 --min-seconds 0.5 --no-side-memory)
 GPU_BACKENDS=(cupy torch_cuda jax_gpu)
+declare -A BENCH_DEVICE=([cupy]=gpu [torch_cuda]=torch:cuda [jax_gpu]=jax:gpu)
+# test files run on the GPU backends besides NUMERIC_TESTS (noxfile.py)
+EXTRA_TESTS="tests/test_compile.py tests/test_jax_backend.py"
 
 usage() {
     cat <<EOF
@@ -39,10 +49,10 @@ Test backend_mlp on this machine's NVIDIA GPU (CuPy, PyTorch CUDA, JAX GPU) and 
 offline, in about 8 minutes; writes OUT/<host>-<time>.json and .md (default OUT: gpu_check_results).
 
   --wheels DIR     folder of wheels for the pure-Python dependencies (array-api-compat,
-                   array-api-strict, setuptools, ...); prepare it on a machine with a registry:
+                   array-api-strict, pytest, ...); prepare it on a machine with a registry:
                      pip download --only-binary=:all: --no-deps --python-version 3.12 \\
                        --platform manylinux_2_28_x86_64 --dest wheels array-api-compat \\
-                       array-api-strict setuptools pytest pluggy iniconfig packaging pygments \\
+                       array-api-strict pytest pluggy iniconfig packaging pygments \\
                        hypothesis attrs sortedcontainers
   --out DIR        where the results files go (default: gpu_check_results)
   --python PYTHON  the Python that has CuPy / PyTorch / JAX (default: python3)
@@ -68,7 +78,6 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-cd "$(dirname "$0")/.."
 START=$(date +%s)
 remaining() { echo $(( BUDGET_SECONDS - ($(date +%s) - START) )); }
 
@@ -76,22 +85,85 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep
     die 3 "no NVIDIA GPU found (nvidia-smi is missing or lists no GPU); run this on a machine with an NVIDIA GPU"
 fi
 [[ -n "$WHEELS" ]] || die 2 "--wheels DIR is required (see --help for the command that prepares it)"
+# relative folders are the caller's, so they are resolved before moving to the checkout
 [[ -d "$WHEELS" ]] || die 2 "--wheels: received '$WHEELS'; expected a folder of wheels"
-command -v "$PYTHON" >/dev/null 2>&1 || die 2 "--python: received '$PYTHON'; expected a Python interpreter"
 WHEELS=$(cd "$WHEELS" && pwd)
+mkdir -p "$OUT" 2>/dev/null || die 2 "--out: received '$OUT'; expected a folder that can be created"
+OUT=$(cd "$OUT" && pwd)
+command -v "$PYTHON" >/dev/null 2>&1 || die 2 "--python: received '$PYTHON'; expected a Python interpreter"
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 STAMP="$(hostname -s 2>/dev/null || hostname)-$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-echo "$PROG: installing backend_mlp into a throwaway virtualenv from $WHEELS (offline)"
-"$PYTHON" -m venv --system-site-packages "$WORK/venv"
-PY="$WORK/venv/bin/python"
-if ! "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" ".[test]" >"$WORK/pip.log" 2>&1; then
-    tail -n 5 "$WORK/pip.log" >&2
-    die 2 "installing from $WHEELS failed (above); prepare the folder with the command in --help"
+# The missing pure-Python packages, unpacked from their wheels into $WORK/site (a pure-Python wheel is a zip
+# of what goes on sys.path): no pip, no virtualenv, no build of the checkout, nothing written into $PYTHON.
+echo "$PROG: adding the pure-Python packages $PYTHON lacks from $WHEELS (offline)"
+PY="$PYTHON"
+mkdir -p "$WORK/site"
+export PYTHONPATH="$WORK/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" - "$WHEELS" "$WORK/site" >"$WORK/install.log" 2>&1 <<'EOF'
+import importlib
+import importlib.metadata as md
+import os
+import re
+import shutil
+import sys
+import zipfile
+
+wheels, site = sys.argv[1:]
+if sys.version_info < (3, 10):
+    sys.exit(f"backend_mlp needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+
+
+def key(name):
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def version_key(version):
+    return [int(part) if part.isdigit() else -1 for part in re.split(r"[.+-]", version)]
+
+
+installed = {key(d.metadata["Name"] or "") for d in md.distributions()}
+newest = {}
+for name in os.listdir(wheels):
+    parts = name[:-4].split("-") if name.endswith(".whl") else []
+    if len(parts) < 5:
+        continue
+    dist, version, tag = key(parts[0]), parts[1], "-".join(parts[-3:])
+    if not tag.endswith("-none-any"):
+        print(f"skipped {name}: not a pure-Python wheel")
+        continue
+    if dist not in newest or version_key(version) > version_key(newest[dist][0]):
+        newest[dist] = (version, name)
+os.makedirs(site, exist_ok=True)
+for dist, (version, name) in sorted(newest.items()):
+    if dist in installed:
+        continue
+    with zipfile.ZipFile(os.path.join(wheels, name)) as wheel:
+        wheel.extractall(site)
+    for data in [d for d in os.listdir(site) if d.endswith(".data")]:  # <name>.data/purelib: also importable
+        for lib in ("purelib", "platlib"):
+            folder = os.path.join(site, data, lib)
+            if os.path.isdir(folder):
+                shutil.copytree(folder, site, dirs_exist_ok=True)
+        shutil.rmtree(os.path.join(site, data))
+    print(f"unpacked {name}")
+importlib.invalidate_caches()
+missing = []
+for module in ("numpy", "array_api_compat", "array_api_strict", "pytest", "hypothesis", "backend_mlp"):
+    try:
+        __import__(module)
+    except Exception as exc:  # noqa: BLE001 - reported, one line each
+        missing.append(f"{module} ({type(exc).__name__}: {exc})")
+if missing:
+    sys.exit("cannot import " + "; ".join(missing))
+EOF
+then
+    tail -n 3 "$WORK/install.log" >&2
+    die 2 "the packages from $WHEELS are not enough for $PYTHON (above); add the missing wheels with the command in --help"
 fi
 
 # which GPU backends this machine has (the tests' names: tests/conftest.py)
@@ -111,7 +183,8 @@ EOF
 [[ -n "$NUMERIC_TESTS" ]] || die 2 "could not read NUMERIC_TESTS from noxfile.py"
 
 for b in "${GPU_BACKENDS[@]}"; do
-    if "$PY" -c "${PROBE[$b]}" >"$WORK/probe-$b.log" 2>&1; then
+    if XLA_PYTHON_CLIENT_PREALLOCATE=false timeout --kill-after=5 60 "$PY" -c "${PROBE[$b]}" \
+        >"$WORK/probe-$b.log" 2>&1; then
         echo "found" >"$WORK/status-$b"
     else
         echo "not available: $(tail -n 1 "$WORK/probe-$b.log")" >"$WORK/status-$b"
@@ -125,7 +198,7 @@ run_tests() {  # backend, time limit: the numeric test files on one backend, out
     # shellcheck disable=SC2086  # NUMERIC_TESTS is a list of paths
     BACKEND_MLP_TEST_BACKENDS=$b XLA_PYTHON_CLIENT_PREALLOCATE=false \
         timeout --signal=INT --kill-after=15 "$limit" \
-        "$PY" -m pytest -v -m "not slow" -p no:cacheprovider $NUMERIC_TESTS \
+        "$PY" -m pytest -v -m "not slow" -p no:cacheprovider $NUMERIC_TESTS $EXTRA_TESTS \
         >"$WORK/pytest-$b.log" 2>&1 || rc=$?
     echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/rc-$b"
 }
@@ -152,8 +225,11 @@ for b in "${FOUND[@]}"; do
     (( rc == 0 )) || FAILED=1
 done
 
-limit=$(( $(remaining) - 10 ))
-if (( limit >= 30 )); then
+limit=$(( $(remaining) - 25 ))  # timeout's 15 s grace and the results files stay within the budget
+if (( ${#FOUND[@]} == 0 )); then
+    echo "1 0" >"$WORK/rc-bench"; echo "not run: no GPU backend works here" >"$WORK/bench.log"
+elif (( limit >= 30 )); then
+    BENCH_ARGS=(--device "${BENCH_DEVICE[${FOUND[0]}]}" "${BENCH_ARGS[@]}")
     echo "$PROG: benchmark (at most ${limit}s): backend-mlp bench ${BENCH_ARGS[*]}"
     t0=$(date +%s)
     rc=0
@@ -239,6 +315,8 @@ for b in backends:
 rc, secs = read("rc-bench", "124 0").split()
 bench = {"command": f"backend-mlp bench {bench_args}", "exit_code": int(rc), "seconds": int(secs),
          "status": {"0": "ran", "124": "timed out", "137": "timed out"}.get(rc, "failed"), "output": read("bench.log")[-8000:]}
+if bench["output"].startswith("not run"):
+    bench["status"] = "not run"
 try:
     bench["results"] = json.loads(read("bench.json"))
 except ValueError:

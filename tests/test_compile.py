@@ -5,20 +5,30 @@ one-line notice): the compiled step agrees with the eager one (float64 to
 1e-12, float32 to 1e-5 relative), a whole run agrees with the eager run, a
 compiled run resumes from a checkpoint as the eager one does, early stopping
 stops at the same step, and a changing learning rate compiles nothing new.
-Every test shares one configuration (batch norm, L2, Adam) and one data shape,
-so each library compiles four times per session (two dtypes, two batch sizes).
+The tests share one configuration (batch norm, L2, Adam; the learning rate and
+its schedule are arguments, not part of the compiled code) and one data shape,
+so each library compiles four times per session (two dtypes, two batch sizes),
+plus twice for the custom optimizer that cannot be hashed (not cached).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from backend_mlp import InputValidationError, TrainingInterrupted, to_numpy
+from backend_mlp import (
+    BackendUnavailableError,
+    InputValidationError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    to_numpy,
+)
 from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
+from backend_mlp.optimizers import Optimizer
 from backend_mlp.training import TrainingConfig, new_training_state, train, train_step
 from backend_mlp.training.compiled import compiled_step
 
@@ -121,6 +131,18 @@ def test_compiled_run_stops_early_at_the_same_step(backend, error_log):
     _assert_same_run(train(data, config, val, compile=True), eager, error_log, backend)
 
 
+def test_compiled_run_diverges_as_the_eager_run_does(backend, error_log):
+    config = _config(learning_rate=1e3, num_iterations=30, record_every=1, lr_decay=1.0)  # the same compiled step
+    data, val = _data(backend), _data(backend, seed=1, n=20)
+    _compiled(backend, config, data)
+    with pytest.raises(TrainingDivergedError) as eager:
+        train(data, config, val)
+    with pytest.raises(TrainingDivergedError) as compiled:
+        train(data, config, val, compile=True)
+    assert str(compiled.value) == str(eager.value)
+    _assert_same_run(compiled.value.result, eager.value.result, error_log, backend)
+
+
 def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
     config = _config()
     data, val = _data(backend), _data(backend, seed=1, n=20)
@@ -137,6 +159,53 @@ def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
     loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, info.value.state), device=backend)
     resumed = train(data, config, val, state=loaded.state, compile=True)
     _assert_same_run(resumed, full, error_log, backend)
+
+
+@dataclass(frozen=True)
+class _ScaledSGD(Optimizer):
+    """SGD with a learning rate per layer: a custom optimizer holding a list, so it cannot be hashed."""
+
+    name = "scaled-sgd-test"
+    scales: list = field(default_factory=lambda: [1.0, 0.5, 0.25])
+
+    def update(self, parameters, scaled_grads, state, learning_rate, ops):
+        new = {}
+        for key, value in parameters.items():
+            scale = self.scales[int(key[-1]) - 1] if key[-1].isdigit() else 1.0
+            grad = scaled_grads.get("d" + key)
+            new[key] = value if grad is None else value - (learning_rate * scale) * grad
+        return new, state
+
+
+def test_an_unhashable_custom_optimizer_compiles_uncached(backend, error_log):
+    config = _config(optimizer=_ScaledSGD(), num_iterations=6)
+    data, val = _data(backend), _data(backend, seed=1, n=20)
+    with pytest.raises(TypeError):
+        hash(config.optimizer)
+    _compiled(backend, config, data)
+    _assert_same_run(train(data, config, val, compile=True), train(data, config, val), error_log, backend)
+
+
+def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch):
+    if backend.compile_step(lambda x: x) is None:
+        pytest.skip(f"{backend.library} has no compiler")
+
+    def compile_step(self, step):
+        def fails(*args):
+            raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.\nat ...")
+
+        return fails
+
+    monkeypatch.setattr(type(backend), "compile_step", compile_step)
+    config = _config(l2_lambda=0.123, num_iterations=2)  # a configuration of its own: nothing cached
+    with pytest.raises(BackendUnavailableError) as info:
+        train(_data(backend), config, compile=True)
+    assert str(info.value) == (
+        f"compile: received True, but {backend.library} failed to compile and run the training step on "
+        f"{backend.name} (RuntimeError: Failed to find C compiler. Please specify via CC environment variable.); "
+        "expected a working compiler there, or compile=False (the same numbers, eagerly)"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_the_estimator_and_the_report_function_compile_too(backend):

@@ -70,8 +70,13 @@ def test_smoke_gpu_number_beyond_the_count_names_the_count(cupy: Any) -> None:
 
 
 def test_smoke_gpu_number_must_be_a_number(cupy: Any) -> None:
-    with pytest.raises(bm.InputValidationError, match=r"^device: received 'gpu:one'; the part after ':' must be"):
-        bm.resolve_backend("gpu:one")
+    with pytest.raises(bm.InputValidationError) as info:
+        bm.resolve_backend("cuda:one")
+    assert str(info.value) == "device: received 'cuda:one'; expected a GPU number after the ':', such as 'cuda:0'"
+
+
+def test_smoke_other_libraries_names_are_not_cupys(cupy: Any) -> None:
+    assert bm.backends.CupyBackend.parse("array_api_strict", "array_api_strict") is None
 
 
 def test_smoke_machine_without_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 
 def run(tmp_path: Path, *args: str, gpu_listed: bool) -> subprocess.CompletedProcess[str]:
-    """The script with a stand-in ``nvidia-smi`` that lists one GPU or none."""
+    """The script, run in ``tmp_path``, with a stand-in ``nvidia-smi`` that lists one GPU or none."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     smi = bin_dir / "nvidia-smi"
@@ -66,3 +66,21 @@ def test_without_a_gpu_it_fails_fast_with_one_line(tmp_path: Path) -> None:
 def test_usage_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = run(tmp_path, *args, gpu_listed=True)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_relative_folders_are_the_callers_and_missing_packages_are_one_line(tmp_path: Path) -> None:
+    """``--wheels wheels --out res`` name folders where the command runs, not in the checkout; a Python that
+    cannot import what the check needs stops it with exit status 2 before any test runs."""
+    (tmp_path / "wheels").mkdir()
+    python = tmp_path / "bin" / "python-without-packages"
+    python.parent.mkdir()
+    python.write_text("#!/bin/sh\ncat >/dev/null\necho 'cannot import array_api_compat (stand-in)' >&2\nexit 1\n")
+    python.chmod(0o755)
+    result = run(tmp_path, "--wheels", "wheels", "--out", "res", "--python", str(python), gpu_listed=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.endswith(
+        f"gpu_check: the packages from {tmp_path / 'wheels'} are not enough for {python} (above); add the missing "
+        "wheels with the command in --help\n"
+    )
+    assert "cannot import array_api_compat (stand-in)" in result.stderr
+    assert (tmp_path / "res").is_dir() and not (SCRIPT.parents[1] / "res").exists()

@@ -7,6 +7,7 @@ cover what only this backend does.  They need JAX installed and skip otherwise.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -75,6 +76,71 @@ def test_a_device_without_float64_refuses_float64_data(monkeypatch):
     with pytest.raises(InputValidationError, match=r"^dtype: received float64, which device 'jax:cpu' does not"):
         backend.asarray(np.ones(2))
     assert backend.asarray(np.ones(2), "float32").dtype == np.float32
+
+
+@pytest.fixture
+def float64_switched_off():
+    """``jax_enable_x64`` off for the test (as in a process where backend_mlp has not switched it on yet)."""
+    backend = resolve_backend("jax")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield backend
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+def test_switching_float64_on_with_existing_arrays_warns_once(float64_switched_off):
+    x = jax.numpy.ones(3)  # made with 32-bit defaults
+    assert x.dtype == np.float32
+    with pytest.warns(UserWarning, match=r"^backend_mlp switched on jax_enable_x64 .* JAX array\(s\) existed"):
+        backend = backend_of(x)
+    assert jax.config.read("jax_enable_x64") and x.dtype == np.float32 and backend.name == "jax:cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend_of(x)
+        resolve_backend("jax")
+
+
+def test_switching_float64_on_without_arrays_is_silent(float64_switched_off, monkeypatch):
+    monkeypatch.setattr(jax, "live_arrays", lambda *args: [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_backend("jax:cpu")
+    assert jax.config.read("jax_enable_x64")
+
+
+def test_float64_after_the_switch_was_turned_off_is_an_error_not_float32(float64_switched_off):
+    backend = float64_switched_off  # resolved before the switch was turned off
+    with pytest.raises(InputValidationError, match=r"^dtype: received float64, but jax_enable_x64 was switched off"):
+        backend.asarray(np.ones(2))
+    assert backend.asarray(np.ones(2), "float32").dtype == np.float32
+
+
+class _GpuStandIn:
+    """A JAX GPU device as far as the memory statistics go (JAX's own high-water mark, which never resets)."""
+
+    platform, id, device_kind = "gpu", 0, "Stand-in"
+
+    def __init__(self):
+        self.stats = {"bytes_in_use": 0, "peak_bytes_in_use": 100}
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_gpu_memory_peak_is_known_only_when_the_block_raised_it(monkeypatch):
+    device = _GpuStandIn()
+    backend = jax_backend.JaxBackend("jax:gpu:0", jax.numpy, device)
+    monkeypatch.setattr(jax_backend.JaxBackend, "synchronize", lambda self: None)
+    monkeypatch.delitem(jax_backend._PEAK_AT_RESET, device, raising=False)
+    assert (backend.on_host, backend.hardware, backend.memory_peak()) == (False, "cuda:0", 100)
+    backend.reset_memory_peak()
+    assert backend.memory_peak() is None  # the block stayed below the earlier high-water mark: unknown
+    device.stats["peak_bytes_in_use"] = 250
+    assert backend.memory_peak() == 250
+    device.stats = None  # a plugin without statistics
+    assert backend.memory_peak() is None
+    jax_backend._PEAK_AT_RESET.pop(device, None)
 
 
 def test_synchronize_waits_for_queued_work():

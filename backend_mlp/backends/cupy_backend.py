@@ -34,7 +34,7 @@ class CupyBackend(Backend):
                 text = key[len(prefix):]
                 if not text.isdigit():
                     raise InputValidationError(
-                        f"device: received {choice!r}; the part after ':' must be a GPU number such as 'gpu:0'"
+                        f"device: received {choice!r}; expected a GPU number after the ':', such as '{prefix}0'"
                     )
                 return cls.create(choice, int(text))
         return None

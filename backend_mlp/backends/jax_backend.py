@@ -4,8 +4,12 @@ JAX computes in 32 bits unless ``jax_enable_x64`` is set, and then silently
 turns float64 requests into float32.  Resolving a JAX backend (or meeting a
 JAX array) therefore sets ``jax.config.update("jax_enable_x64", True)``: a
 **process-wide** switch (other JAX code in the process then also gets 64-bit
-defaults for ``jnp.arange``, Python floats, ...).  A device that has no
-float64 (a TPU, Apple's Metal plugin) refuses float64 data with a clear error.
+defaults for ``jnp.zeros``, ``jnp.arange``, Python floats, ...; arrays made
+before keep their dtype).  Where JAX arrays already exist when it is switched,
+a :class:`UserWarning` says so once; to avoid it, switch it on yourself at
+start-up.  Switching it off again later makes float64 placement an error, not
+float32.  A device that has no float64 (Apple's Metal plugin, for one) refuses
+float64 data with a clear error.
 
 JAX arrays are immutable (``mutable_arrays`` is false: the training step runs
 pure), and the array-API namespace is ``jax.numpy`` itself.  The training
@@ -14,6 +18,7 @@ step compiles with :func:`jax.jit` (:meth:`JaxBackend.compile_step`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,16 +40,30 @@ def _import_jax(choice: str) -> Any:
     except ImportError as exc:
         raise BackendUnavailableError(
             f"device {choice!r} needs JAX, which is not installed ({exc}); pip install 'backend_mlp[jax]' "
-            "(for a GPU: pip install 'jax[cuda12]')"
+            "(for a GPU: pip install 'jax[cuda12]' or 'jax[cuda13]', after your CUDA version)"
         ) from None
     enable_float64(jax)
     return jax
 
 
 def enable_float64(jax: Any) -> None:
-    """Let JAX create float64 arrays (process-wide; see the module docstring)."""
-    if not jax.config.read("jax_enable_x64"):
-        jax.config.update("jax_enable_x64", True)
+    """Let JAX create float64 arrays (process-wide; see the module docstring).
+
+    Warns when JAX arrays exist already: the code that made them now gets 64-bit defaults.
+    """
+    if jax.config.read("jax_enable_x64"):
+        return
+    existing = len(jax.live_arrays())
+    jax.config.update("jax_enable_x64", True)
+    if existing:
+        warnings.warn(
+            f"backend_mlp switched on jax_enable_x64 for this process (it needs float64), while {existing} JAX "
+            "array(s) existed: those keep their dtype, but JAX's defaults (jnp.zeros, jnp.arange, Python floats) "
+            "are 64-bit from now on; call jax.config.update('jax_enable_x64', True) at start-up to choose this "
+            "yourself",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class JaxBackend(Backend):
@@ -75,7 +94,8 @@ class JaxBackend(Backend):
         except RuntimeError as exc:
             raise BackendUnavailableError(
                 f"device {choice!r}: JAX sees no {platform.upper()} ({str(exc).splitlines()[0]}); for a GPU "
-                "install jax[cuda12] on a machine with an NVIDIA GPU, or use device 'jax:cpu'"
+                "install jax[cuda12] or jax[cuda13] (after your CUDA version) on a machine with an NVIDIA GPU, or "
+                "use device 'jax:cpu'"
             ) from None
         if index >= len(devices):
             raise BackendUnavailableError(
@@ -115,6 +135,11 @@ class JaxBackend(Backend):
         arr = host_as(host_array, dtype)
         if arr.dtype.kind == "f":
             self.check_dtype(arr.dtype.name)  # float64 on a device without it: a clear error, not float32
+            if arr.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
+                raise InputValidationError(
+                    "dtype: received float64, but jax_enable_x64 was switched off after backend_mlp switched it on, "
+                    "so JAX would make it float32; expected float32 data, or jax_enable_x64 left on"
+                )
         return jax.device_put(arr, self.device)
 
     def supported_dtypes(self) -> tuple[str, ...]:
@@ -160,8 +185,9 @@ class JaxBackend(Backend):
     def memory_peak(self) -> int | None:
         """The device's peak since :meth:`reset_memory_peak` where JAX can tell, else ``None``.
 
-        JAX keeps one high-water mark per process and cannot reset it: the peak
-        of a block is known only when the block raised it (host memory: ``None``).
+        JAX keeps one high-water mark per device for the life of the process and
+        cannot reset it: the peak of a block is known only when the block raised
+        it (host memory, or a block that stayed below an earlier peak: ``None``).
         """
         stats = self.device.memory_stats() if not self.on_host else None
         if not stats or "peak_bytes_in_use" not in stats:

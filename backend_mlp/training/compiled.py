@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backends import Backend
+from ..errors import BackendUnavailableError
 from ..ops import PURE
 from .config import TrainingConfig
 from .step import StepOutput, _train_step
@@ -52,14 +53,24 @@ class CompiledStep:
 
         A call with new argument shapes compiles; it is timed to its end (the
         backend synchronised), so the seconds include that one step's arithmetic.
+        A failure of that call (a compiler missing a C compiler, say) is one
+        :class:`BackendUnavailableError` naming it, the library's own error chained.
         """
         size = int(idx.shape[0])  # everything else is fixed by compiled_step's cache key
         if size in self.batch_sizes:
             return self.fn(parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate), 0.0
         t0 = time.perf_counter()
-        with self.backend.compiling():
-            out = self.fn(parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
-        self.backend.synchronize()
+        try:
+            with self.backend.compiling():
+                out = self.fn(parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
+            self.backend.synchronize()
+        except Exception as exc:  # noqa: BLE001 - the compiler's failure, said in one line (chained)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise BackendUnavailableError(
+                f"compile: received True, but {self.backend.library} failed to compile and run the training step "
+                f"on {self.backend.name} ({type(exc).__name__}: {first_line}); expected a working compiler there, "
+                "or compile=False (the same numbers, eagerly)"
+            ) from exc
         self.batch_sizes.add(size)
         return out, time.perf_counter() - t0
 
@@ -71,7 +82,9 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
     compiled code depends on (layer sizes, batch norm, optimizer, L2, the
     data's shape and dtype), so runs that differ only in seed, learning rate or
     schedule share one compilation, and one compiled function only ever sees
-    two batch shapes (PyTorch limits the recompilations of one function).
+    two batch shapes (PyTorch limits the recompilations of one function).  An
+    optimizer that cannot be hashed (a custom one holding a list, say) gets a
+    step of its own, compiled again by each call.
     """
     step_config = TrainingConfig(
         layer_dims=config.layer_dims,
@@ -79,7 +92,12 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
         optimizer=config.optimizer,
         l2_lambda=config.l2_lambda,
     )
-    return _compiled_step(backend, step_config, tuple(X_rows.shape), str(X_rows.dtype))
+    key = (backend, step_config, tuple(X_rows.shape), str(X_rows.dtype))
+    try:
+        hash(key)
+    except TypeError:
+        return _compiled_step.__wrapped__(*key)
+    return _compiled_step(*key)
 
 
 @functools.lru_cache(maxsize=16)
