@@ -20,8 +20,10 @@ or at the second check in a row whose cost is more than
 :data:`CHANCE_EXPLOSION` times it while the accuracy is at chance level (at
 most ``1/K + 0.05``).  Checks measure, in inference mode, the validation set,
 or without one a fixed reference of the first training samples; the initial
-cost is that of the seeded initialisation on the same data (recomputed on
-resume, as is the last check, so resuming decides alike).  The parameters kept
+cost is that of the network training starts from on the same data (a fresh
+state's own parameters, which are the seeded initialisation; on resume the
+seeded initialisation is drawn again, and the last check recomputed, so
+resuming decides alike).  The parameters kept
 are the best check's, else the last check's that did not diverge, else the
 initial ones: never non-finite ones.
 
@@ -286,7 +288,7 @@ class _Loop:
         if state.rng_state is not None:
             self.rng.bit_generator.state = state.rng_state
         self.device_order: Array | None = None
-        self.initial_cost = math.nan  # of the seeded initialisation: the divergence reference
+        self.initial_cost = math.nan  # of the network training started from (seeded): the divergence reference
         self.strikes = 0  # checks in a row at chance level with an exploding cost
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
         self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul)  # pure, or in place on fresh temporaries
@@ -300,9 +302,12 @@ class _Loop:
         st = self.state
         start = time.perf_counter() - st.elapsed_seconds
         try:
-            initial = new_training_state(self.config, self.data.X_rows)
-            self.initial_cost = self._check_data_cost(initial.parameters, initial.bn_state)[0]
-            del initial
+            if st.step == 0 and not st.costs:  # a fresh state is the initial network: no second initialisation
+                self.initial_cost = self._check_data_cost(st.parameters, st.bn_state)[0]
+            else:
+                initial = new_training_state(self.config, self.data.X_rows)
+                self.initial_cost = self._check_data_cost(initial.parameters, initial.bn_state)[0]
+                del initial
             if st.costs and st.costs[-1][0] == st.step:  # resuming right after a check: redo its verdict
                 cost, accuracy = self._check_data_cost(st.parameters, st.bn_state)
                 self.strikes = int(self._chance_explosion(cost, accuracy))
