@@ -116,8 +116,9 @@ def tests_torch(session: nox.Session) -> None:
 
 @nox.session(name="tests-jax", python=PYTHON, tags=["cpu"])
 def tests_jax(session: nox.Session) -> None:
-    """The whole suite on JAX (CPU, float64 enabled), compiled steps (``jax.jit``) included."""
-    _install(session, extras=("jax",))
+    """The whole suite on JAX (CPU, float64 enabled), compiled steps (``jax.jit``) included, and the
+    benchmark's hand-written jax.jit and scikit-learn sides."""
+    _install(session, extras=("jax", "bench"))
     _pytest(session, "jax", extra_env={"JAX_PLATFORMS": "cpu"})
 
 
