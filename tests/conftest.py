@@ -236,6 +236,20 @@ def server() -> Iterator[Any]:
 
 
 
+def interrupted_state(data: Any, config: Any, at: int, val_data: Any = None) -> Any:
+    """The :class:`~backend_mlp.training.TrainingState` of ``train(data, config, val_data)`` stopped by a
+    Ctrl-C at the record step ``at`` (raised from the checkpoint callback, as a user's would arrive)."""
+    from backend_mlp.training import TrainingInterrupted, train
+
+    def stop(state: Any) -> None:
+        if state.step == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data, config, val_data, checkpoint_callback=stop)
+    return info.value.state
+
+
 def cut_and_resume(data: Any, config: Any, folder: Any, backend: Backend, at: int) -> tuple[Any, Any, Any, Any]:
     """Train ``config`` on ``data`` in full, and again with a Ctrl-C at step ``at`` (from the checkpoint
     callback), the interrupted state saved to ``folder/cut.npz``, loaded on ``backend`` and resumed.
@@ -244,16 +258,9 @@ def cut_and_resume(data: Any, config: Any, folder: Any, backend: Backend, at: in
     :class:`~backend_mlp.checkpoint.Checkpoint` (its ``state`` advanced by the resume) and the resumed result.
     """
     from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
-    from backend_mlp.training import TrainingInterrupted, train
+    from backend_mlp.training import train
 
     full = train(data, config)
-
-    def stop(state: Any) -> None:
-        if state.step == at:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(data, config, checkpoint_callback=stop)
-    cut = info.value.state
+    cut = interrupted_state(data, config, at)
     loaded = load_checkpoint(save_checkpoint(folder / "cut.npz", config, cut), device=backend)
     return full, cut, loaded, train(data, config, state=loaded.state)

@@ -39,12 +39,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interrupted_state
 
 from backend_mlp import BatchNormConfig, CheckpointError, MLPClassifier
 from backend_mlp import checkpoint as ck
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from backend_mlp.data import Dataset
-from backend_mlp.training import TrainingConfig, TrainingInterrupted, TrainingState, train
+from backend_mlp.training import TrainingConfig, TrainingState
 
 REPO = Path(__file__).resolve().parents[1]
 MiB, GiB = 2**20, 2**30
@@ -210,14 +211,7 @@ CONFIG = TrainingConfig(layer_dims=(12, 6, 5, 3), batch_size=16, num_iterations=
 def state() -> TrainingState:
     """Interrupted mid-epoch at step 40: order, position, RNG state, Adam state, best parameters, costs."""
     train_data, val_data = _data()
-
-    def stop(event: Any) -> None:
-        if event.step == 40:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(train_data, CONFIG, val_data, callback=stop)
-    st = info.value.state
+    st = interrupted_state(train_data, CONFIG, 40, val_data)
     assert st.order is not None and 0 < st.position < 100 and st.best_parameters is not None
     return st
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interrupted_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_checkpoint_hostile import Entry, load_npy, npy, npy_header, read_entries, zip_bytes
@@ -53,7 +54,7 @@ from test_checkpoint_hostile import Entry, load_npy, npy, npy_header, read_entri
 from backend_mlp import BackendUnavailableError, BatchNormConfig, CheckpointError, MLPClassifier
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from backend_mlp.data import Dataset
-from backend_mlp.training import TrainingConfig, TrainingInterrupted, train
+from backend_mlp.training import TrainingConfig
 
 EXAMPLES = int(os.environ.get("BACKEND_MLP_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -87,14 +88,7 @@ def base_files() -> dict[str, list[Entry]]:
     val_data = Dataset.from_host(X[60:], y[60:], n_classes=3)
     config = TrainingConfig(layer_dims=(5, 4, 3), batch_size=16, num_iterations=100, record_every=5,
                             early_stopping=False, batchnorm=BatchNormConfig(), optimizer="adam")
-
-    def stop(event: Any) -> None:
-        if event.step == 10:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(train_data, config, val_data, callback=stop)
-    state = info.value.state
+    state = interrupted_state(train_data, config, 10, val_data)
     folder = WORK / "base"
     folder.mkdir(exist_ok=True)
     paths = {
