@@ -13,10 +13,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
-from .common import EXIT_OK, EXIT_USAGE, handle_sigterm, interrupted_status, restore_sigterm
+from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, handle_sigterm, restore_sigterm
 
 PROG = "backend-mlp"
 
@@ -82,13 +86,34 @@ def run_subcommand(name: str, argv: Sequence[str], prog: str | None = None) -> i
         restore_sigterm(previous)
 
 
-def _run_subcommand(name: str, argv: Sequence[str], prog: str) -> int:
+def _import_command(name: str, prog: str) -> Any:
+    """The command module's ``main``; Ctrl-C or SIGTERM while it loads ends the process at once, in one line.
+
+    The signal is handled by exiting rather than by an exception: a ``KeyboardInterrupt`` raised inside
+    the import machinery can be swallowed (in a weakref callback, so the command then runs to the end)
+    or leave the interpreter to die by the signal (exit -2) after the line was printed.  Nothing is
+    saved yet while modules load, so there is nothing to unwind.
+    """
+    module = f"{__package__}.{COMMANDS[name][0]}"
+    if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
+        return importlib.import_module(module).main
+
+    def stop(signum: int, frame: Any) -> None:
+        terminated = signum == signal.SIGTERM
+        word, status = ("terminated", EXIT_TERMINATED) if terminated else ("interrupted", EXIT_INTERRUPTED)
+        os.write(2, f"{prog}: {word} while starting\n".encode())
+        os._exit(status)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        command_main = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}").main
-    except KeyboardInterrupt as exc:
-        status, word = interrupted_status(exc)
-        print(f"{prog}: {word} while starting", file=sys.stderr, flush=True)
-        return status
+        return importlib.import_module(module).main
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_subcommand(name: str, argv: Sequence[str], prog: str) -> int:
+    command_main = _import_command(name, prog)
     try:
         if "prog" in inspect.signature(command_main).parameters:
             return int(command_main(list(argv), prog=prog))
