@@ -117,3 +117,34 @@ def test_train_step_checks_its_arguments(backend):
         train_step(other, *args, X, Y)
     with pytest.raises(backend_mlp.InputValidationError, match="config"):
         train_step({"layer_dims": DIMS}, *args, X, Y)
+
+
+def test_numpy_step_namespace_gives_the_bits_of_the_compat_namespace():
+    """NumPy's step namespace (direct ufunc reductions) changes the cost of a call, never a bit of a step."""
+    import array_api_compat.numpy as compat
+
+    from backend_mlp.backends import resolve_backend
+    from backend_mlp.ops import INPLACE
+    from backend_mlp.training.step import _train_step
+
+    backend = resolve_backend("numpy")
+    fast = backend.step_namespace()
+    assert fast is not compat and fast.sum is not compat.sum
+    for dtype in ("float32", "float64"):
+        for mode in MODES:
+            config, state, X, Y = _problem(backend, dtype, mode, m=33)
+            trees = {}
+            for xp in (compat, fast):
+                params, opt_state, bn_state = state.parameters, state.optimizer_state, state.bn_state
+                for _ in range(3):
+                    out = _train_step(xp, config, params, opt_state, bn_state, X, Y, INPLACE, 0.05)
+                    params, opt_state, bn_state = out.parameters, out.optimizer_state, out.bn_state
+                trees[xp] = {**params, **{f"bn.{k}": v for k, v in bn_state.items()}, "AL": out.AL}
+            for key, value in trees[compat].items():
+                np.testing.assert_array_equal(trees[fast][key], value, err_msg=f"{dtype} {mode} {key}")
+    # what the direct calls do not cover goes to the compat functions: integer sums upcast, empty maxima raise
+    ints = np.arange(6, dtype=np.int8).reshape(2, 3)
+    assert fast.sum(ints, axis=1).dtype == compat.sum(ints, axis=1).dtype == np.int64
+    with pytest.raises(ValueError):
+        fast.max(np.empty((0, 3)), axis=0)
+    assert fast.astype(ints, np.float32).dtype == np.float32

@@ -132,6 +132,11 @@ class Backend:
         xp = self.xp
         return xp.take(X_rows, idx, axis=0).T, xp.take(Y_rows, idx, axis=0).T
 
+    def step_namespace(self) -> Any:
+        """The array namespace the eager training step computes with: ``xp``, or a twin of it with the same
+        functions and values and less overhead per call (NumPy's, see :func:`.numpy_backend.step_namespace`)."""
+        return self.xp
+
     def compile_step(self, step: Any) -> Any:
         """``step`` (a pure function of arrays) compiled by this library's compiler, or ``None`` without one.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -38,6 +40,44 @@ def blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b
 
 
+@functools.cache
+def step_namespace() -> Any:
+    """array-api-compat's NumPy namespace, with ``sum``, ``max`` and ``astype`` of floating arrays as direct calls.
+
+    ``sum(x, axis=0, keepdims=True)`` goes through NumPy's Python wrapper
+    (``np.sum`` -> ``_wrapreduction`` -> ``np.add.reduce``), about 1.7
+    microseconds a call, and a training step of the report's network makes six
+    such reductions on arrays of a few thousand numbers: with ``astype``'s
+    device check, about 12 of the step's 100 microseconds of fixed cost
+    (``docs/benchmarks.md``, "Round 5").  Here they call the ufunc reduction
+    and the array method themselves: the same functions, so the same bits.
+    Other dtypes (integer sums upcast) and other arguments go to the compat functions.
+    """
+    xp = array_api_compat.array_namespace(np.empty(0))
+    compat_sum, compat_max, compat_astype = xp.sum, xp.max, xp.astype
+    add_reduce, maximum_reduce = np.add.reduce, np.maximum.reduce
+
+    def sum(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+        if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            return add_reduce(x, axis=axis, keepdims=keepdims)
+        return compat_sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def max(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.size:
+            return maximum_reduce(x, axis=axis, keepdims=keepdims)
+        return compat_max(x, axis=axis, keepdims=keepdims)
+
+    def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+        if device is None and isinstance(x, np.ndarray):
+            return x.astype(dtype, copy=copy)
+        return compat_astype(x, dtype, copy=copy, device=device)
+
+    namespace = types.ModuleType(f"{xp.__name__}_for_the_step")
+    namespace.__dict__.update({k: v for k, v in vars(xp).items() if not k.startswith("__")})
+    namespace.sum, namespace.max, namespace.astype = sum, max, astype  # type: ignore[attr-defined]
+    return namespace
+
+
 class NumpyBackend(Backend):
     library = "numpy"
     host_blas = True
@@ -63,6 +103,9 @@ class NumpyBackend(Backend):
 
     def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
         return host_as(host_array, dtype)
+
+    def step_namespace(self) -> Any:
+        return step_namespace()
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x)

@@ -292,6 +292,7 @@ class _Loop:
         self.strikes = 0  # checks in a row at chance level with an exploding cost
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
         self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul)  # pure, or in place on fresh temporaries
+        self.step_xp = self.backend.step_namespace()  # the eager step's namespace (xp, or its faster twin)
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
         self.compiled: CompiledStep | None = compiled_step(self.backend, config, train_data.X_rows) if compile else None
@@ -320,7 +321,7 @@ class _Loop:
 
     def _run_steps(self, start: float) -> None:
         st, cfg, backend, compiled = self.state, self.config, self.backend, self.compiled
-        xp, X_rows, Y_rows = self.xp, self.data.X_rows, self.data.Y_rows
+        xp, X_rows, Y_rows = self.step_xp, self.data.X_rows, self.data.Y_rows
         while st.step < cfg.num_iterations and st.stopped_reason is None:
             idx = self._next_batch_indices()
             before = st.parameters
