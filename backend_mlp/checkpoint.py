@@ -47,7 +47,9 @@ escapes; resolving ``device`` may raise its own errors):
   record per step, integral steps in ``0..step``; the costs themselves may be
   non-finite: the record that found a diverging cost), ``best_val_cost``
   (finite or null), ``stopped_reason`` (null or one of :data:`STOPPED_REASONS`),
-  ``elapsed_seconds`` (finite, >= 0); unknown fields are refused.
+  ``elapsed_seconds`` (finite, >= 0), ``compile_seconds`` (the part of it spent
+  compiling, ``0..elapsed_seconds``; 0 when absent, as in files of 0.2 and
+  earlier); unknown fields are refused.
 * **Non-finite values are refused** in parameters, batch-norm statistics
   (running variances must also be >= 0) and optimizer state, naming the array
   (a run that diverged saves only finite parameters: see :mod:`backend_mlp.runs`).
@@ -110,7 +112,7 @@ _ENTRY_NAME = re.compile(r"(?:__metadata__|order|costs|val_costs|(?:" + "|".join
 _META_FIELDS = frozenset({"format", "format_version", "kind", "library_version", "created", "layer_dims", "dtype",
                           "config", "arrays", "state", "extra"})
 _STATE_FIELDS = frozenset({"step", "epochs_completed", "position", "has_order", "rng_state", "best_val_cost",
-                           "best_step", "stopped_reason", "elapsed_seconds"})
+                           "best_step", "stopped_reason", "elapsed_seconds", "compile_seconds"})
 
 Array = Any
 
@@ -224,6 +226,7 @@ def _encode(
             "best_step": int(state.best_step),
             "stopped_reason": state.stopped_reason,
             "elapsed_seconds": float(state.elapsed_seconds),
+            "compile_seconds": float(state.compile_seconds),
         },
         "extra": dict(extra or {}),
     }
@@ -840,12 +843,16 @@ def _training_state(path: Path, layout: _Layout, st: dict[str, Any], arrays: dic
                                              f"{', '.join(map(repr, STOPPED_REASONS))}")
     best = _number_field(path, st, "best_val_cost", None, -math.inf)
     elapsed = _number_field(path, st, "elapsed_seconds", 0.0, 0.0)
+    compiling = _number_field(path, st, "compile_seconds", 0.0, 0.0)
+    if compiling > elapsed:  # type: ignore[operator]
+        raise _field(path, "compile_seconds", f"is {_short(compiling)}; expected at most elapsed_seconds "
+                                              f"({_short(elapsed)}), of which it is a part")
     return {
         "step": step, "epochs_completed": epochs, "order": order, "position": position, "rng_state": rng_state,
         "costs": _history(path, "costs", arrays.get("costs"), step),
         "val_costs": _history(path, "val_costs", arrays.get("val_costs"), step),
         "best_val_cost": math.inf if best is None else best, "best_step": best_step, "stopped_reason": reason,
-        "elapsed_seconds": elapsed,
+        "elapsed_seconds": elapsed, "compile_seconds": compiling,
     }
 
 

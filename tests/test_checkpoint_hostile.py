@@ -632,6 +632,8 @@ BAD_STATES = [
     pytest.param(_state(elapsed_seconds=-1.0), "elapsed_seconds", id="negative-elapsed"),
     pytest.param(_state(elapsed_seconds=float("inf")), "elapsed_seconds", id="infinite-elapsed"),
     pytest.param(_state(elapsed_seconds="soon"), "elapsed_seconds", id="string-elapsed"),
+    pytest.param(_state(compile_seconds=-0.5), "compile_seconds", id="negative-compile-seconds"),
+    pytest.param(_state(compile_seconds=1e9), "compile_seconds", id="compiling-longer-than-the-run"),
     pytest.param(_state(surprise=1), "surprise", id="unknown-state-field"),
     pytest.param(lambda a, m: m.update(state=[1, 2]), "state", id="state-not-an-object"),
     pytest.param(lambda a, m: m.update(kind="weights"), "kind", id="unknown-kind"),

@@ -13,6 +13,8 @@ plus twice for the custom optimizer that cannot be hashed (not cached).
 
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 from dataclasses import dataclass, field
 
@@ -30,7 +32,7 @@ from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
 from backend_mlp.optimizers import Optimizer
 from backend_mlp.training import TrainingConfig, new_training_state, train, train_step
-from backend_mlp.training.compiled import compiled_step
+from backend_mlp.training.compiled import CompiledStep, compiled_evaluation, compiled_step
 
 DIMS = (12, 6, 5, 3)
 N_SAMPLES, BATCH = 40, 16  # the last batch of an epoch has 8 samples: two compiled shapes
@@ -54,8 +56,9 @@ def _data(backend, dtype="float64", seed=0, n=N_SAMPLES) -> Dataset:
     return Dataset.from_host(images, labels, n_classes=DIMS[-1], device=backend, dtype=dtype)
 
 
-def _compiled(backend, config, data):
-    step = compiled_step(backend, config, data.X_rows)
+def _compiled(backend, config, data, donate=True):
+    """The compiled step; ``donate=True``: the one ``train()`` uses (it donates the state where it can)."""
+    step = compiled_step(backend, config, data.X_rows, donate=donate)
     if step is None:
         pytest.skip(f"{backend.library} has no compiler: train(compile=True) runs eagerly there")
     return step
@@ -71,7 +74,7 @@ def _tree_error(error_log, check, backend, dtype, actual, expected, rtol):
 def test_compiled_step_agrees_with_eager_step(backend, dtype, error_log):
     config = _config()
     data = _data(backend, dtype)
-    step = _compiled(backend, config, data)
+    step = _compiled(backend, config, data, donate=False)  # the eager and compiled steps start from the same arrays
     state = new_training_state(config, data.X_rows)
     eager = compiled = (state.parameters, state.optimizer_state, state.bn_state)
     rng = np.random.default_rng(1)
@@ -108,10 +111,13 @@ def test_compiled_run_agrees_with_eager_run(backend, error_log):
     data, val = _data(backend), _data(backend, seed=1, n=20)
     step = _compiled(backend, config, data)
     new_shapes = {BATCH, N_SAMPLES % BATCH} - step.batch_sizes  # another test may have compiled some already
+    evaluation = compiled_evaluation(backend, config, val.X_rows)
+    new_shapes |= {val.n_samples} - evaluation.batch_sizes
     eager = train(data, config, val)
     compiled = train(data, config, val, compile=True)
     _assert_same_run(compiled, eager, error_log, backend)
     assert (compiled.compile_seconds > 0.0) == bool(new_shapes) and eager.compile_seconds == 0.0
+    assert evaluation.batch_sizes == {val.n_samples}  # the checks ran compiled
     assert 0.0 < compiled.step_seconds <= compiled.state.elapsed_seconds
     # one compiled function per batch shape; the decaying learning rate is an argument, not a constant
     assert step.batch_sizes == {BATCH, N_SAMPLES % BATCH}
@@ -156,9 +162,79 @@ def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
     with pytest.raises(TrainingInterrupted) as info:
         train(data, config, val, compile=True, checkpoint_callback=stop)
     assert info.value.state.step == 6
-    loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, info.value.state), device=backend)
+    cut = info.value.state
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, cut), device=backend)
+    # the time spent compiling is kept with the elapsed time, so step_seconds of a resumed run is the steps'
+    assert (loaded.state.compile_seconds, loaded.state.elapsed_seconds) == (cut.compile_seconds, cut.elapsed_seconds)
     resumed = train(data, config, val, state=loaded.state, compile=True)
     _assert_same_run(resumed, full, error_log, backend)
+    assert resumed.compile_seconds >= cut.compile_seconds
+
+
+def _donating(backend, config, data):
+    step = _compiled(backend, config, data)
+    if not step.donates:
+        pytest.skip(f"{backend.library}'s compiled step takes over no buffers")
+    return step
+
+
+def _readable(tree) -> dict:
+    """Host copies of every array of ``tree`` (fails on an array whose buffer was donated)."""
+    return {k: np.array(to_numpy(v)) for k, v in tree.items()}
+
+
+def test_a_donating_step_never_consumes_arrays_anyone_else_holds(backend):
+    """The step reuses the state's buffers, but never those of the caller's state, of a record (the best
+    parameters, what callbacks saw) or of the result: all stay readable after the run."""
+    config = _config(num_iterations=14, record_every=4, learning_rate=0.01)
+    data, val = _data(backend), _data(backend, seed=1, n=20)
+    step = _donating(backend, config, data)
+    probe = new_training_state(config, data.X_rows)
+    lr = backend.asarray(np.asarray(0.05))
+    step(probe.parameters, probe.optimizer_state, probe.bn_state, data.X_rows, data.Y_rows,
+         backend.asarray(np.arange(BATCH)), lr)
+    assert all(v.is_deleted() for v in probe.parameters.values())  # it does donate
+    state = new_training_state(config, data.X_rows)
+    given = dict(state.parameters)
+    seen = []
+    result = train(data, config, val, state=state, compile=True,
+                   checkpoint_callback=lambda st: seen.append((st.step, dict(st.parameters), dict(st.bn_state))))
+    assert [s for s, _, _ in seen] == [4, 8, 12, 14]
+    for _, params, bn_state in seen:
+        _readable(params), _readable(bn_state)
+    _readable(given), _readable(result.parameters), _readable(result.state.optimizer_state)
+    assert result.best_step in {4, 8, 12, 14}
+
+
+def test_ctrl_c_while_a_donating_step_runs_waits_for_its_record(backend, monkeypatch):
+    """SIGINT arriving after the step consumed the state's arrays (here at the record step 6) takes effect
+    once the step is committed and recorded: the interrupted state resumes to the uninterrupted run."""
+    config = _config()
+    data, val = _data(backend), _data(backend, seed=1, n=20)
+    _donating(backend, config, data)
+    full = train(data, config, val, compile=True)
+    call = CompiledStep.__call__
+    calls = []
+
+    def interrupted_call(self, *args):
+        out = call(self, *args)
+        calls.append(len(calls) + 1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGINT)  # while the inputs are consumed and the outputs not committed
+        return out
+
+    monkeypatch.setattr(CompiledStep, "__call__", interrupted_call)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data, config, val, compile=True)
+    monkeypatch.undo()
+    state = info.value.state
+    assert state.step == 6 and [s for s, _ in state.costs] == [3, 6]
+    _readable(state.parameters), _readable(state.optimizer_state), _readable(state.bn_state)
+    resumed = train(data, config, val, state=state, compile=True)
+    summary = ("recorded_steps", "costs", "val_costs", "best_step")
+    assert [getattr(resumed, k) for k in summary] == [getattr(full, k) for k in summary]
+    for key, value in _readable(full.parameters).items():
+        np.testing.assert_array_equal(to_numpy(resumed.parameters[key]), value)
 
 
 @dataclass(frozen=True)
@@ -186,22 +262,28 @@ def test_an_unhashable_custom_optimizer_compiles_uncached(backend, error_log):
     _assert_same_run(train(data, config, val, compile=True), train(data, config, val), error_log, backend)
 
 
-def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch):
+@pytest.mark.parametrize(("failing", "what"), [("step", "the training step"), ("evaluation", "the evaluation")])
+def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch, failing, what):
     if backend.compile_step(lambda x: x) is None:
         pytest.skip(f"{backend.library} has no compiler")
+    compile_step = type(backend).compile_step
 
-    def compile_step(self, step):
+    def failing_compile_step(self, fn, donate=False):
+        if fn.__name__ != failing:
+            return compile_step(self, fn, donate)
+
         def fails(*args):
             raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.\nat ...")
 
         return fails
 
-    monkeypatch.setattr(type(backend), "compile_step", compile_step)
-    config = _config(l2_lambda=0.123, num_iterations=2)  # a configuration of its own: nothing cached
+    monkeypatch.setattr(type(backend), "compile_step", failing_compile_step)
+    # a configuration and data of their own: nothing cached
+    config = _config(l2_lambda=0.123, num_iterations=2, layer_dims=(12, 7, 3) if failing == "step" else (12, 8, 3))
     with pytest.raises(BackendUnavailableError) as info:
         train(_data(backend), config, compile=True)
     assert str(info.value) == (
-        f"compile: received True, but {backend.library} failed to compile and run the training step on "
+        f"compile: received True, but {backend.library} failed to compile and run {what} on "
         f"{backend.name} (RuntimeError: Failed to find C compiler. Please specify via CC environment variable.); "
         "expected a working compiler there, or compile=False (the same numbers, eagerly)"
     )

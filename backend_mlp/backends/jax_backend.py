@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputValidationError
-from .base import DTYPES, Backend, host_as
+from .base import DTYPES, Backend
 
 _CHOICES = "'jax', 'jax:cpu', 'jax:gpu' or 'jax:gpu:N'"
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
@@ -72,6 +72,7 @@ class JaxBackend(Backend):
     # a jitted call copies NumPy arguments in its C++ dispatch: a few microseconds, against tens for an
     # eager slice of a device array
     compiled_takes_host_indices = True
+    compiled_step_donates = True
 
     @classmethod
     def owns(cls, x: Any) -> bool:
@@ -132,14 +133,12 @@ class JaxBackend(Backend):
     def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
         import jax
 
-        arr = host_as(host_array, dtype)
-        if arr.dtype.kind == "f":
-            self.check_dtype(arr.dtype.name)  # float64 on a device without it: a clear error, not float32
-            if arr.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
-                raise InputValidationError(
-                    "dtype: received float64, but jax_enable_x64 was switched off after backend_mlp switched it on, "
-                    "so JAX would make it float32; expected float32 data, or jax_enable_x64 left on"
-                )
+        arr = self.host_for_device(host_array, dtype)  # float64 on a device without it: a clear error, not float32
+        if arr.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
+            raise InputValidationError(
+                "dtype: received float64, but jax_enable_x64 was switched off after backend_mlp switched it on, "
+                "so JAX would make it float32; expected float32 data, or jax_enable_x64 left on"
+            )
         return jax.device_put(arr, self.device)
 
     def supported_dtypes(self) -> tuple[str, ...]:
@@ -159,10 +158,12 @@ class JaxBackend(Backend):
 
     # ------------------------------------------------------------------ the training step
 
-    def compile_step(self, step: Any) -> Any:
+    def compile_step(self, step: Any, donate: bool = False) -> Any:
+        """:func:`jax.jit`; with ``donate``, the state arguments are donated (XLA writes the new state into
+        their buffers: no fresh parameter arrays each step, 7% of a step on [784, 2048, 2048, 10] on CPU)."""
         import jax
 
-        return jax.jit(step)
+        return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
 
     # ------------------------------------------------------------------ timing and memory
 

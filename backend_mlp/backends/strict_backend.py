@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputValidationError
-from .base import DTYPES, Backend, host_as
+from .base import DTYPES, Backend
 
 _PREFIXES = ("array_api_strict", "strict")
 #: the simulated devices offered (those this array-api-strict lacks are left out); not "no_x64", where
@@ -72,10 +72,7 @@ class ArrayApiStrictBackend(Backend):
         return tuple(name for name in DTYPES if name in available)
 
     def asarray(self, host_array: Any, dtype: str | None = None) -> Any:
-        arr = host_as(host_array, dtype)
-        if arr.dtype.kind == "f":
-            self.check_dtype(arr.dtype.name)
-        return self.xp.asarray(arr, device=self.device)
+        return self.xp.asarray(self.host_for_device(host_array, dtype), device=self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         # the standard's only way off a device is to_device; array-api-strict refuses host buffers elsewhere

@@ -6,7 +6,10 @@ compiler (:meth:`Backend.compile_step <backend_mlp.backends.Backend.compile_step
 :func:`jax.jit` on JAX, :func:`torch.compile` on PyTorch).  Libraries without a
 compiler run the step eagerly; :func:`eager_notice` says so in one line.
 
-The compiled function's arguments are arrays only, so nothing that changes
+The checks of a compiled run (the inference cost and accuracy of the
+validation data) are compiled the same way (:func:`compiled_evaluation`).
+
+The compiled step's arguments are arrays only, so nothing that changes
 during a run is baked into it: ``(parameters, optimizer_state, bn_state,
 X_rows, Y_rows, idx, learning_rate)`` with ``learning_rate`` a 0-d array (a
 decaying rate recompiles nothing).  It is compiled once per configuration,
@@ -26,18 +29,56 @@ from ..backends import Backend
 from ..errors import BackendUnavailableError
 from ..ops import PURE
 from .config import TrainingConfig
+from .evaluation import _cost_and_hits
 from .step import StepOutput, _train_step
 
 Array = Any
 
 
-class CompiledStep:
-    """A compiled step and the batch sizes it has been compiled for (it is called like the step)."""
+class Compiled:
+    """A compiled function of arrays and the sizes (of its varying argument) it has been compiled for."""
 
-    def __init__(self, backend: Backend, fn: Callable[..., StepOutput]) -> None:
+    #: what it computes, as the error of a failed compilation says it
+    what = "the training step"
+
+    def __init__(self, backend: Backend, fn: Callable[..., Any], donates: bool = False) -> None:
         self.backend = backend
         self.fn = fn
+        self.donates = donates
         self.batch_sizes: set[int] = set()  # those compiled so far
+
+    def call(self, size: int, *args: Any) -> tuple[Any, float]:
+        """``(fn(*args), compile_seconds)``: the result, and the time its compilation took (0 once compiled).
+
+        A call with a new ``size`` compiles; it is timed to its end (the backend
+        synchronised), so the seconds include that one call's arithmetic.  A failure
+        of that call (a compiler missing a C compiler, say) is one
+        :class:`BackendUnavailableError` naming it, the library's own error chained.
+        """
+        if size in self.batch_sizes:
+            return self.fn(*args), 0.0
+        t0 = time.perf_counter()
+        try:
+            with self.backend.compiling():
+                out = self.fn(*args)
+            self.backend.synchronize()
+        except Exception as exc:  # noqa: BLE001 - the compiler's failure, said in one line (chained)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise BackendUnavailableError(
+                f"compile: received True, but {self.backend.library} failed to compile and run {self.what} "
+                f"on {self.backend.name} ({type(exc).__name__}: {first_line}); expected a working compiler there, "
+                "or compile=False (the same numbers, eagerly)"
+            ) from exc
+        self.batch_sizes.add(size)
+        return out, time.perf_counter() - t0
+
+
+class CompiledStep(Compiled):
+    """A compiled training step (it is called like the step, with the batch's indices).
+
+    ``donates``: the call consumes its ``parameters``, ``optimizer_state`` and ``bn_state`` (their
+    buffers hold the new state); those arrays must not be used after it.
+    """
 
     def __call__(
         self,
@@ -49,36 +90,18 @@ class CompiledStep:
         idx: Array,
         learning_rate: Array,
     ) -> tuple[StepOutput, float]:
-        """``(StepOutput, compile_seconds)``: the step, and the time its compilation took (0 once compiled).
-
-        A call with new argument shapes compiles; it is timed to its end (the
-        backend synchronised), so the seconds include that one step's arithmetic.
-        A failure of that call (a compiler missing a C compiler, say) is one
-        :class:`BackendUnavailableError` naming it, the library's own error chained.
-        """
-        size = int(idx.shape[0])  # everything else is fixed by compiled_step's cache key
-        if size in self.batch_sizes:
-            return self.fn(parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate), 0.0
-        t0 = time.perf_counter()
-        try:
-            with self.backend.compiling():
-                out = self.fn(parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
-            self.backend.synchronize()
-        except Exception as exc:  # noqa: BLE001 - the compiler's failure, said in one line (chained)
-            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise BackendUnavailableError(
-                f"compile: received True, but {self.backend.library} failed to compile and run the training step "
-                f"on {self.backend.name} ({type(exc).__name__}: {first_line}); expected a working compiler there, "
-                "or compile=False (the same numbers, eagerly)"
-            ) from exc
-        self.batch_sizes.add(size)
-        return out, time.perf_counter() - t0
+        """``(StepOutput, compile_seconds)`` of the step on the rows ``idx`` (see :meth:`Compiled.call`)."""
+        args = (parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
+        return self.call(int(idx.shape[0]), *args)  # everything else is fixed by compiled_step's cache key
 
 
-def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> CompiledStep | None:
+def compiled_step(
+    backend: Backend, config: TrainingConfig, X_rows: Array, donate: bool = False
+) -> CompiledStep | None:
     """The compiled training step of ``config`` on ``backend`` for training data like ``X_rows``.
 
-    ``None`` when the backend's library has no compiler.  Cached on what the
+    ``None`` when the backend's library has no compiler.  ``donate``: a step that
+    consumes its state arguments where the library can (``.donates`` says whether it does).  Cached on what the
     compiled code depends on (layer sizes, batch norm, optimizer, L2, the
     data's shape and dtype), so runs that differ only in seed, learning rate or
     schedule share one compilation, and one compiled function only ever sees
@@ -92,7 +115,7 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
         optimizer=config.optimizer,
         l2_lambda=config.l2_lambda,
     )
-    key = (backend, step_config, tuple(X_rows.shape), str(X_rows.dtype))
+    key = (backend, step_config, tuple(X_rows.shape), str(X_rows.dtype), donate and backend.compiled_step_donates)
     try:
         hash(key)
     except TypeError:
@@ -101,7 +124,9 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str) -> CompiledStep | None:
+def _compiled_step(
+    backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str, donate: bool
+) -> CompiledStep | None:
     xp = backend.compile_namespace()
 
     def step(
@@ -116,8 +141,42 @@ def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, .
         Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
         return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, PURE, learning_rate)
 
-    fn = backend.compile_step(step)
-    return None if fn is None else CompiledStep(backend, fn)
+    fn = backend.compile_step(step, donate=donate)
+    return None if fn is None else CompiledStep(backend, fn, donate)
+
+
+class CompiledEvaluation(Compiled):
+    """The inference cost and hit count of a whole data set, compiled: ``(cost, hits)`` 0-d arrays."""
+
+    what = "the evaluation"
+
+    def __call__(
+        self, parameters: dict[str, Array], bn_state: dict[str, Array], X_rows: Array, Y_rows: Array
+    ) -> tuple[tuple[Array, Array], float]:
+        return self.call(int(X_rows.shape[0]), parameters, bn_state, X_rows, Y_rows)
+
+
+def compiled_evaluation(backend: Backend, config: TrainingConfig, X_rows: Array) -> CompiledEvaluation | None:
+    """The compiled :func:`~backend_mlp.training.evaluation.evaluate` of ``config``'s network on ``backend``
+    for data like ``X_rows`` (what the checks of a compiled run use); ``None`` without a compiler.  Cached
+    on the network and the data's shape and dtype, so one compiled function sees one shape."""
+    return _compiled_evaluation(backend, config.layer_dims, config.batchnorm, tuple(X_rows.shape), str(X_rows.dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_evaluation(
+    backend: Backend, layer_dims: tuple[int, ...], batchnorm: Any, shape: tuple[int, ...], dtype: str
+) -> CompiledEvaluation | None:
+    xp = backend.compile_namespace()
+    config = TrainingConfig(layer_dims=layer_dims, batchnorm=batchnorm)
+
+    def evaluation(
+        parameters: dict[str, Array], bn_state: dict[str, Array], X_rows: Array, Y_rows: Array
+    ) -> tuple[Array, Array]:
+        return _cost_and_hits(xp, config, parameters, bn_state, X_rows.T, Y_rows.T)
+
+    fn = backend.compile_step(evaluation)
+    return None if fn is None else CompiledEvaluation(backend, fn)
 
 
 def eager_notice(backend: Backend) -> str:

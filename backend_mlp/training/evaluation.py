@@ -62,3 +62,13 @@ def evaluate(
         xp, AL = _inference_probabilities(data, parameters, config, bn_state)
         cost = float(_cross_entropy(xp, AL, data.Y))
         return cost, _accuracy(xp, xp.argmax(AL, axis=0), xp.argmax(data.Y, axis=0))
+
+
+def _cost_and_hits(
+    xp: Any, config: TrainingConfig, parameters: dict[str, Array], bn_state: dict[str, Array], X: Array, Y: Array
+) -> tuple[Array, Array]:
+    """``(cost, hits)`` as 0-d arrays: :func:`evaluate`'s cross-entropy and count of correct samples of ``X``
+    (n_x, m), one-hot ``Y`` (n_classes, m), without checks or host transfers (the compiled evaluation)."""
+    AL, _, _ = _forward(xp, PURE, X, parameters, len(config.layer_dims) - 1, config.batchnorm, False, bn_state)
+    hits = xp.sum(xp.astype(xp.argmax(AL, axis=0) == xp.argmax(Y, axis=0), xp.int64))
+    return _cross_entropy(xp, AL, Y), hits

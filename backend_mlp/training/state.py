@@ -30,9 +30,8 @@ class TrainingState:
     of its samples were used; ``rng_state``: the shuffling generator's state
     after drawing ``order``.  ``costs``/``val_costs``: ``(step, cost)`` pairs.
     ``elapsed_seconds``: wall time of the run so far (all sessions of it);
-    ``compile_seconds``: the part of it this process spent compiling the step
-    (``train(..., compile=True)``; not saved in checkpoints, a resumed run
-    compiles again and counts that).
+    ``compile_seconds``: the part of it spent compiling the step and the
+    checks (``train(..., compile=True)``; all sessions, as ``elapsed_seconds``).
     """
 
     parameters: dict[str, Array]
