@@ -48,8 +48,8 @@ escapes; resolving ``device`` may raise its own errors):
   non-finite: the record that found a diverging cost), ``best_val_cost``
   (finite or null), ``stopped_reason`` (null or one of :data:`STOPPED_REASONS`),
   ``elapsed_seconds`` (finite, >= 0), ``compile_seconds`` (the part of it spent
-  compiling, ``0..elapsed_seconds``; 0 when absent, as in files of 0.2 and
-  earlier); unknown fields are refused.
+  compiling, ``0..elapsed_seconds``; 0 in files of formats 1 and 2, which
+  lack it); unknown fields are refused.
 * **Non-finite values are refused** in parameters, batch-norm statistics
   (running variances must also be >= 0) and optimizer state, naming the array
   (a run that diverged saves only finite parameters: see :mod:`backend_mlp.runs`).
@@ -86,8 +86,8 @@ from .training import TrainingConfig, TrainingState, shuffle_generator
 from .training.state import state_shapes
 
 FORMAT_NAME = "backend_mlp.checkpoint"
-#: the newest format this library reads and the one it writes
-FORMAT_VERSION = 2
+#: the newest format this library reads and the one it writes (2: optimizer state; 3: compile_seconds in the state)
+FORMAT_VERSION = 3
 
 #: the most parameters (weights, biases, batch-norm scales and shifts) a file may declare: 10**8, 800 MB in float64
 MAX_PARAMETERS = 100_000_000

@@ -274,7 +274,7 @@ def _check_compile(run: Callable[..., Outcome]) -> None:
     assert jax_run.status == 0, jax_run.stderr
     assert jax_run.metrics["compiled"] is True and jax_run.metrics["compile_seconds"] > 0.0
     assert 0.0 < jax_run.metrics["step_seconds"] < jax_run.metrics["total_train_seconds"]
-    assert "compiling the step:" in jax_run.stdout and "note:" not in jax_run.stderr
+    assert "compiling the step and checks:" in jax_run.stdout and "note:" not in jax_run.stderr
     assert abs(jax_run.metrics["test_accuracy"] - eager.metrics["test_accuracy"]) < 1e-9
 
 

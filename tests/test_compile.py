@@ -5,16 +5,15 @@ one-line notice): the compiled step agrees with the eager one (float64 to
 1e-12, float32 to 1e-5 relative), a whole run agrees with the eager run, a
 compiled run resumes from a checkpoint as the eager one does, early stopping
 stops at the same step, and a changing learning rate compiles nothing new.
-The tests share one configuration (batch norm, L2, Adam; the learning rate and
+Most tests share one configuration (batch norm, L2, Adam; the learning rate and
 its schedule are arguments, not part of the compiled code) and one data shape,
-so each library compiles four times per session (two dtypes, two batch sizes),
-plus twice for the custom optimizer that cannot be hashed (not cached).
+so each library compiles the step for two dtypes and two batch sizes, and the
+checks' evaluation once per validation shape; a few tests need their own.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,7 +31,8 @@ from backend_mlp.checkpoint import load_checkpoint, save_checkpoint
 from backend_mlp.data import Dataset
 from backend_mlp.optimizers import Optimizer
 from backend_mlp.training import TrainingConfig, new_training_state, train, train_step
-from backend_mlp.training.compiled import CompiledStep, compiled_evaluation, compiled_step
+from backend_mlp.training import compiled as compiled_module
+from backend_mlp.training.compiled import compiled_evaluation, compiled_step
 
 DIMS = (12, 6, 5, 3)
 N_SAMPLES, BATCH = 40, 16  # the last batch of an epoch has 8 samples: two compiled shapes
@@ -56,9 +56,8 @@ def _data(backend, dtype="float64", seed=0, n=N_SAMPLES) -> Dataset:
     return Dataset.from_host(images, labels, n_classes=DIMS[-1], device=backend, dtype=dtype)
 
 
-def _compiled(backend, config, data, donate=True):
-    """The compiled step; ``donate=True``: the one ``train()`` uses (it donates the state where it can)."""
-    step = compiled_step(backend, config, data.X_rows, donate=donate)
+def _compiled(backend, config, data):
+    step = compiled_step(backend, config, data.X_rows)
     if step is None:
         pytest.skip(f"{backend.library} has no compiler: train(compile=True) runs eagerly there")
     return step
@@ -74,7 +73,7 @@ def _tree_error(error_log, check, backend, dtype, actual, expected, rtol):
 def test_compiled_step_agrees_with_eager_step(backend, dtype, error_log):
     config = _config()
     data = _data(backend, dtype)
-    step = _compiled(backend, config, data, donate=False)  # the eager and compiled steps start from the same arrays
+    step = _compiled(backend, config, data)
     state = new_training_state(config, data.X_rows)
     eager = compiled = (state.parameters, state.optimizer_state, state.bn_state)
     rng = np.random.default_rng(1)
@@ -171,72 +170,6 @@ def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
     assert resumed.compile_seconds >= cut.compile_seconds
 
 
-def _donating(backend, config, data):
-    step = _compiled(backend, config, data)
-    if not step.donates:
-        pytest.skip(f"{backend.library}'s compiled step takes over no buffers")
-    return step
-
-
-def _readable(tree) -> dict:
-    """Host copies of every array of ``tree`` (fails on an array whose buffer was donated)."""
-    return {k: np.array(to_numpy(v)) for k, v in tree.items()}
-
-
-def test_a_donating_step_never_consumes_arrays_anyone_else_holds(backend):
-    """The step reuses the state's buffers, but never those of the caller's state, of a record (the best
-    parameters, what callbacks saw) or of the result: all stay readable after the run."""
-    config = _config(num_iterations=14, record_every=4, learning_rate=0.01)
-    data, val = _data(backend), _data(backend, seed=1, n=20)
-    step = _donating(backend, config, data)
-    probe = new_training_state(config, data.X_rows)
-    lr = backend.asarray(np.asarray(0.05))
-    step(probe.parameters, probe.optimizer_state, probe.bn_state, data.X_rows, data.Y_rows,
-         backend.asarray(np.arange(BATCH)), lr)
-    assert all(v.is_deleted() for v in probe.parameters.values())  # it does donate
-    state = new_training_state(config, data.X_rows)
-    given = dict(state.parameters)
-    seen = []
-    result = train(data, config, val, state=state, compile=True,
-                   checkpoint_callback=lambda st: seen.append((st.step, dict(st.parameters), dict(st.bn_state))))
-    assert [s for s, _, _ in seen] == [4, 8, 12, 14]
-    for _, params, bn_state in seen:
-        _readable(params), _readable(bn_state)
-    _readable(given), _readable(result.parameters), _readable(result.state.optimizer_state)
-    assert result.best_step in {4, 8, 12, 14}
-
-
-def test_ctrl_c_while_a_donating_step_runs_waits_for_its_record(backend, monkeypatch):
-    """SIGINT arriving after the step consumed the state's arrays (here at the record step 6) takes effect
-    once the step is committed and recorded: the interrupted state resumes to the uninterrupted run."""
-    config = _config()
-    data, val = _data(backend), _data(backend, seed=1, n=20)
-    _donating(backend, config, data)
-    full = train(data, config, val, compile=True)
-    call = CompiledStep.__call__
-    calls = []
-
-    def interrupted_call(self, *args):
-        out = call(self, *args)
-        calls.append(len(calls) + 1)
-        if len(calls) == 6:
-            os.kill(os.getpid(), signal.SIGINT)  # while the inputs are consumed and the outputs not committed
-        return out
-
-    monkeypatch.setattr(CompiledStep, "__call__", interrupted_call)
-    with pytest.raises(TrainingInterrupted) as info:
-        train(data, config, val, compile=True)
-    monkeypatch.undo()
-    state = info.value.state
-    assert state.step == 6 and [s for s, _ in state.costs] == [3, 6]
-    _readable(state.parameters), _readable(state.optimizer_state), _readable(state.bn_state)
-    resumed = train(data, config, val, state=state, compile=True)
-    summary = ("recorded_steps", "costs", "val_costs", "best_step")
-    assert [getattr(resumed, k) for k in summary] == [getattr(full, k) for k in summary]
-    for key, value in _readable(full.parameters).items():
-        np.testing.assert_array_equal(to_numpy(resumed.parameters[key]), value)
-
-
 @dataclass(frozen=True)
 class _ScaledSGD(Optimizer):
     """SGD with a learning rate per layer: a custom optimizer holding a list, so it cannot be hashed."""
@@ -268,9 +201,9 @@ def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch, failing, wh
         pytest.skip(f"{backend.library} has no compiler")
     compile_step = type(backend).compile_step
 
-    def failing_compile_step(self, fn, donate=False):
+    def failing_compile_step(self, fn):
         if fn.__name__ != failing:
-            return compile_step(self, fn, donate)
+            return compile_step(self, fn)
 
         def fails(*args):
             raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.\nat ...")
@@ -278,6 +211,8 @@ def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch, failing, wh
         return fails
 
     monkeypatch.setattr(type(backend), "compile_step", failing_compile_step)
+    for cached in (compiled_module._compiled_step, compiled_module._compiled_evaluation):
+        monkeypatch.setattr(compiled_module, cached.__name__, functools.lru_cache(maxsize=16)(cached.__wrapped__))
     # a configuration and data of their own: nothing cached
     config = _config(l2_lambda=0.123, num_iterations=2, layer_dims=(12, 7, 3) if failing == "step" else (12, 8, 3))
     with pytest.raises(BackendUnavailableError) as info:

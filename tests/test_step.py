@@ -142,6 +142,19 @@ def test_numpy_step_namespace_gives_the_bits_of_the_compat_namespace():
                 trees[xp] = {**params, **{f"bn.{k}": v for k, v in bn_state.items()}, "AL": out.AL}
             for key, value in trees[compat].items():
                 np.testing.assert_array_equal(trees[fast][key], value, err_msg=f"{dtype} {mode} {key}")
+    # the direct calls are what runs: with NumPy's reduction wrapper broken, the step still runs on them
+    import numpy._core.fromnumeric as fromnumeric
+
+    config, state, X, Y = _problem(backend, "float64", "batchnorm", m=33)
+    args = (config, state.parameters, state.optimizer_state, state.bn_state, X, Y, INPLACE, 0.05)
+    original = fromnumeric._wrapreduction
+    fromnumeric._wrapreduction = None  # np.sum and np.max now fail
+    try:
+        _train_step(fast, *args)
+        with pytest.raises(TypeError):
+            _train_step(compat, *args)
+    finally:
+        fromnumeric._wrapreduction = original
     # what the direct calls do not cover goes to the compat functions: integer sums upcast, empty maxima raise
     ints = np.arange(6, dtype=np.int8).reshape(2, 3)
     assert fast.sum(ints, axis=1).dtype == compat.sum(ints, axis=1).dtype == np.int64

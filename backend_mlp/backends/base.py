@@ -67,9 +67,6 @@ class Backend:
     #: its compiled step (:meth:`compile_step`) takes the batch's host NumPy indices as an argument, copied in by
     #: the call itself, which is cheaper than slicing a device array once per step
     compiled_takes_host_indices: ClassVar[bool] = False
-    #: its compiled step can take over the buffers of the state it is given (``compile_step(..., donate=True)``),
-    #: updating the parameters in place instead of writing fresh arrays
-    compiled_step_donates: ClassVar[bool] = False
     #: a faster ``a @ b`` (same values) for the layouts training produces, used by the linear kernels through
     #: :func:`~backend_mlp.ops.ops_for`; ``None``: plain ``a @ b``
     matmul: ClassVar[Any] = None
@@ -148,14 +145,12 @@ class Backend:
         functions and values and less overhead per call (NumPy's, see :func:`.numpy_backend.step_namespace`)."""
         return self.xp
 
-    def compile_step(self, step: Any, donate: bool = False) -> Any:
-        """``step`` (a pure function of arrays) compiled by this library's compiler, or ``None`` without one.
+    def compile_step(self, step: Any) -> Any:
+        """``step`` (a pure function of arrays: the training step, the checks' evaluation) compiled by this
+        library's compiler, or ``None`` without one.
 
         The compiled function takes and returns the same (nested dicts/tuples of) arrays as ``step``;
-        callers run ``step`` eagerly when this returns ``None``.  With ``donate`` (honoured where
-        :attr:`compiled_step_donates`), its first three arguments (parameters, optimizer state,
-        batch-norm state) are consumed: their buffers may hold the results, and the caller must not
-        use those arrays after the call.
+        callers run ``step`` eagerly when this returns ``None``.
         """
         return None
 

@@ -72,7 +72,6 @@ class JaxBackend(Backend):
     # a jitted call copies NumPy arguments in its C++ dispatch: a few microseconds, against tens for an
     # eager slice of a device array
     compiled_takes_host_indices = True
-    compiled_step_donates = True
 
     @classmethod
     def owns(cls, x: Any) -> bool:
@@ -158,12 +157,13 @@ class JaxBackend(Backend):
 
     # ------------------------------------------------------------------ the training step
 
-    def compile_step(self, step: Any, donate: bool = False) -> Any:
-        """:func:`jax.jit`; with ``donate``, the state arguments are donated (XLA writes the new state into
-        their buffers: no fresh parameter arrays each step, 7% of a step on [784, 2048, 2048, 10] on CPU)."""
+    def compile_step(self, step: Any) -> Any:
+        """:func:`jax.jit`.  The state is not donated: on CPU, donating it measured no faster (within 1% on
+        [784, 2048, 2048, 10] at batch 256, in ``train()`` and in a hand-written step; ``docs/benchmarks.md``,
+        "Round 5"), and a donated state would be unusable after an interruption between call and commit."""
         import jax
 
-        return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+        return jax.jit(step)
 
     # ------------------------------------------------------------------ timing and memory
 

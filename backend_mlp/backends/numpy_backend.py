@@ -51,24 +51,25 @@ def step_namespace() -> Any:
     device check, about 12 of the step's 100 microseconds of fixed cost
     (``docs/benchmarks.md``, "Round 5").  Here they call the ufunc reduction
     and the array method themselves: the same functions, so the same bits.
-    Other dtypes (integer sums upcast) and other arguments go to the compat functions.
+    Other dtypes (integer sums upcast), subclasses (a masked array's own
+    ``sum``) and other arguments go to the compat functions.
     """
     xp = array_api_compat.array_namespace(np.empty(0))
     compat_sum, compat_max, compat_astype = xp.sum, xp.max, xp.astype
     add_reduce, maximum_reduce = np.add.reduce, np.maximum.reduce
 
     def sum(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-        if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        if dtype is None and type(x) is np.ndarray and x.dtype.kind == "f":
             return add_reduce(x, axis=axis, keepdims=keepdims)
         return compat_sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
     def max(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.size:
+        if type(x) is np.ndarray and x.dtype.kind == "f" and x.size:
             return maximum_reduce(x, axis=axis, keepdims=keepdims)
         return compat_max(x, axis=axis, keepdims=keepdims)
 
     def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
-        if device is None and isinstance(x, np.ndarray):
+        if device is None and type(x) is np.ndarray:
             return x.astype(dtype, copy=copy)
         return compat_astype(x, dtype, copy=copy, device=device)
 

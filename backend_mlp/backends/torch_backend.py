@@ -116,9 +116,8 @@ class TorchBackend(Backend):
 
     # ------------------------------------------------------------------ the training step
 
-    def compile_step(self, step: Any, donate: bool = False) -> Any:
-        """``torch.compile(step)`` with static shapes (the epoch's smaller last batch is a second graph); nothing is
-        donated (``donate`` is ignored).
+    def compile_step(self, step: Any) -> Any:
+        """``torch.compile(step)`` with static shapes (the epoch's smaller last batch is a second graph).
 
         Dynamo keeps its compiled graphs per code object, with a limit of recompilations per
         code object; each compiled step therefore gets a code object of its own, so one run's

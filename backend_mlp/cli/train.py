@@ -305,7 +305,8 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
     say(
         f"done: {m['steps']} steps ({m['epochs']:.2f} epochs, stopped by {m['stopped_reason']}, "
         f"best step {m['best_step']}) in {m['wall_seconds']:.1f}s"
-        + (f" (compiling the step: {m['compile_seconds']:.1f}s)" if m.get("compiled") else "") + "\n"
+        + (f" (compiling the step and checks: {m['compile_seconds']:.1f}s of the run's "
+           f"{m['total_train_seconds']:.1f}s of training)" if m.get("compiled") else "") + "\n"
         f"accuracy: train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  "
         f"test {m['test_accuracy']:.4f}\n"
         f"wrote {', '.join(str(path) for path in files.values())}"

@@ -41,10 +41,9 @@ class Compiled:
     #: what it computes, as the error of a failed compilation says it
     what = "the training step"
 
-    def __init__(self, backend: Backend, fn: Callable[..., Any], donates: bool = False) -> None:
+    def __init__(self, backend: Backend, fn: Callable[..., Any]) -> None:
         self.backend = backend
         self.fn = fn
-        self.donates = donates
         self.batch_sizes: set[int] = set()  # those compiled so far
 
     def call(self, size: int, *args: Any) -> tuple[Any, float]:
@@ -74,11 +73,7 @@ class Compiled:
 
 
 class CompiledStep(Compiled):
-    """A compiled training step (it is called like the step, with the batch's indices).
-
-    ``donates``: the call consumes its ``parameters``, ``optimizer_state`` and ``bn_state`` (their
-    buffers hold the new state); those arrays must not be used after it.
-    """
+    """A compiled training step (it is called like the step, with the batch's indices)."""
 
     def __call__(
         self,
@@ -95,13 +90,10 @@ class CompiledStep(Compiled):
         return self.call(int(idx.shape[0]), *args)  # everything else is fixed by compiled_step's cache key
 
 
-def compiled_step(
-    backend: Backend, config: TrainingConfig, X_rows: Array, donate: bool = False
-) -> CompiledStep | None:
+def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> CompiledStep | None:
     """The compiled training step of ``config`` on ``backend`` for training data like ``X_rows``.
 
-    ``None`` when the backend's library has no compiler.  ``donate``: a step that
-    consumes its state arguments where the library can (``.donates`` says whether it does).  Cached on what the
+    ``None`` when the backend's library has no compiler.  Cached on what the
     compiled code depends on (layer sizes, batch norm, optimizer, L2, the
     data's shape and dtype), so runs that differ only in seed, learning rate or
     schedule share one compilation, and one compiled function only ever sees
@@ -115,7 +107,7 @@ def compiled_step(
         optimizer=config.optimizer,
         l2_lambda=config.l2_lambda,
     )
-    key = (backend, step_config, tuple(X_rows.shape), str(X_rows.dtype), donate and backend.compiled_step_donates)
+    key = (backend, step_config, tuple(X_rows.shape), str(X_rows.dtype))
     try:
         hash(key)
     except TypeError:
@@ -124,9 +116,7 @@ def compiled_step(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_step(
-    backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str, donate: bool
-) -> CompiledStep | None:
+def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str) -> CompiledStep | None:
     xp = backend.compile_namespace()
 
     def step(
@@ -141,8 +131,8 @@ def _compiled_step(
         Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
         return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, PURE, learning_rate)
 
-    fn = backend.compile_step(step, donate=donate)
-    return None if fn is None else CompiledStep(backend, fn, donate)
+    fn = backend.compile_step(step)
+    return None if fn is None else CompiledStep(backend, fn)
 
 
 class CompiledEvaluation(Compiled):

@@ -33,17 +33,15 @@ at record steps and one small index upload per epoch.  With ``compile=True``
 the gather and the step run as one function compiled by the backend's library
 (:mod:`.compiled`; on JAX it takes each batch's host indices, copied in by the
 call itself, and the learning rate is a 0-d device array, uploaded again when
-it decays); the first call for each batch size compiles and synchronises, to
-time the compilation apart.  The numbers agree with the eager step to
-rounding, and checkpoints, resume and early stopping are the same.
+it decays), and so do the checks' forward pass, cost and accuracy; the first
+call for each shape compiles and synchronises, to time the compilation
+apart.  The numbers agree with the eager step to rounding, and checkpoints,
+resume and early stopping are the same.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -97,10 +95,10 @@ def train(
     steps; ``"auto"`` caps them for small matrices (see
     :mod:`backend_mlp.backends.blas_threads`), an integer sets them, ``None`` leaves them.
 
-    ``compile=True`` runs the gather and the step compiled by the data's
-    library (:func:`jax.jit` on JAX, :func:`torch.compile` on PyTorch; eagerly,
-    with a :class:`UserWarning`, elsewhere).  The time spent compiling is
-    ``result.compile_seconds``, apart from ``result.step_seconds``.
+    ``compile=True`` runs the gather and the step, and the validation checks,
+    compiled by the data's library (:func:`jax.jit` on JAX, :func:`torch.compile`
+    on PyTorch; eagerly, with a :class:`UserWarning`, elsewhere).  The time spent
+    compiling is ``result.compile_seconds``, apart from ``result.step_seconds``.
 
     A given ``state`` is advanced in place (``result.state`` is that object),
     so a :class:`TrainingInterrupted`'s ``.state`` is where to resume from;
@@ -263,40 +261,6 @@ def next_span(
     return st.position, min(st.position + batch_size, n_samples), new_epoch
 
 
-class _HeldSignals:
-    """``with``: SIGINT and SIGTERM received inside the block take effect when it ends (main thread only).
-
-    Where a donating compiled step has consumed the state's arrays, an interruption
-    before the new ones are committed would leave a state that cannot resume.  The
-    handlers are swapped for one that notes the signal, which is raised again, to
-    the handlers put back, at the end.  (Signals reach Python code in the main
-    thread only, so elsewhere there is nothing to hold.)
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.active = threading.current_thread() is threading.main_thread()
-        self.previous: list[tuple[int, Any]] = []
-        self.received: int | None = None
-
-    def _note(self, signum: int, frame: Any) -> None:
-        if self.received is None:
-            self.received = signum
-
-    def __enter__(self) -> None:
-        if self.active:
-            self.received = None
-            self.previous = [(sig, signal.signal(sig, self._note)) for sig in self.SIGNALS]
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.active:
-            for sig, handler in self.previous:
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-            if self.received is not None:
-                signal.raise_signal(self.received)
-
-
 class _Loop:
     """The step loop of :func:`train`; one instance per call."""
 
@@ -332,11 +296,7 @@ class _Loop:
         self.step_xp = self.backend.step_namespace()  # the eager step's namespace (xp, or its faster twin)
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
-        # (donating the state where the library can; Ctrl-C is held back while the state's arrays are consumed)
-        self.compiled: CompiledStep | None = (
-            compiled_step(self.backend, config, train_data.X_rows, donate=True) if compile else None
-        )
-        self.donates = self.compiled is not None and self.compiled.donates
+        self.compiled: CompiledStep | None = compiled_step(self.backend, config, train_data.X_rows) if compile else None
         # the data of the checks: the validation set, else the first training samples; compiled with the step
         k = min(train_data.n_samples, _REFERENCE_SAMPLES)
         self.check_data = (
@@ -345,7 +305,6 @@ class _Loop:
         self.compiled_evaluation = (
             compiled_evaluation(self.backend, config, self.check_data.X_rows) if self.compiled is not None else None
         )
-        self.owned = False  # whether the state's arrays are the donating step's own outputs, referenced nowhere else
         self.lr_array: tuple[float, Array] | None = None
         self.host_indices = self.compiled is not None and self.backend.compiled_takes_host_indices
 
@@ -365,54 +324,40 @@ class _Loop:
             with self.blas_threads.steps():
                 self._run_steps(start)
         except KeyboardInterrupt:
-            st.elapsed_seconds = time.perf_counter() - start
             raise TrainingInterrupted(st) from None
-        st.elapsed_seconds = time.perf_counter() - start
+        finally:  # however the run ends, the state's wall time covers its compile time
+            st.elapsed_seconds = time.perf_counter() - start
 
     def _run_steps(self, start: float) -> None:
         st, cfg, backend, compiled = self.state, self.config, self.backend, self.compiled
         xp, X_rows, Y_rows = self.step_xp, self.data.X_rows, self.data.Y_rows
-        held = _HeldSignals() if self.donates else contextlib.nullcontext()
         while st.step < cfg.num_iterations and st.stopped_reason is None:
             idx = self._next_batch_indices()
+            before = st.parameters
             lr = cfg.learning_rate_at(st.epochs_completed)
-            record = (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations
-            # a donating step consumes the state's arrays: from the call until the step is committed and
-            # recorded, Ctrl-C waits
-            with held:
-                # the batch cost's L2 term is that of the parameters before the step, which it may consume
-                penalty = self._l2_penalty(st.parameters, int(idx.shape[0])) if record else None
-                if compiled is None:
-                    Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
-                    out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops, lr)
-                else:
-                    out, seconds = compiled(*self._step_inputs(), X_rows, Y_rows, idx, self._lr_on_device(lr))
-                    st.compile_seconds += seconds
-                    if record:
-                        Yb = backend.take_batch(X_rows, Y_rows, idx)[1]
-                costs = self._measure(out.AL, Yb, penalty, out.parameters, out.bn_state) if record else None
-                # commit the step only once it (and its record's measurements) is complete, so a
-                # Ctrl-C anywhere before this line leaves the state as it was before the step
-                st.parameters, st.optimizer_state, st.bn_state = out.parameters, out.optimizer_state, out.bn_state
-                st.position += int(idx.shape[0])
-                st.step += 1
-                # a record's arrays may be kept (best parameters, callbacks): the next step copies them
-                self.owned = self.donates and not record
-                if costs is not None:
-                    st.elapsed_seconds = time.perf_counter() - start
-                    self._record(*costs)
+            if compiled is None:
+                Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
+                out = _train_step(xp, cfg, st.parameters, st.optimizer_state, st.bn_state, Xb, Yb, self.ops, lr)
+            else:
+                out, seconds = compiled(
+                    st.parameters, st.optimizer_state, st.bn_state, X_rows, Y_rows, idx, self._lr_on_device(lr)
+                )
+                st.compile_seconds += seconds
+            costs = None
+            if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
+                if compiled is not None:
+                    Yb = backend.take_batch(X_rows, Y_rows, idx)[1]
+                costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
+            # commit the step only once it (and its record's measurements) is complete, so a
+            # Ctrl-C anywhere before this line leaves the state as it was before the step
+            st.parameters, st.optimizer_state, st.bn_state = out.parameters, out.optimizer_state, out.bn_state
+            st.position += int(idx.shape[0])
+            st.step += 1
+            if costs is not None:
+                st.elapsed_seconds = time.perf_counter() - start
+                self._record(*costs)
         if st.stopped_reason is None:
             st.stopped_reason = "num_iterations"
-
-    def _step_inputs(self) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
-        """The state's trees for the compiled step; copies when it donates them and they may be referenced
-        elsewhere (the caller's state at the start, a record's kept parameters)."""
-        st = self.state
-        trees = (st.parameters, st.optimizer_state, st.bn_state)
-        if not self.donates or self.owned:
-            return trees
-        xp = self.xp
-        return tuple({k: xp.asarray(v, copy=True) for k, v in tree.items()} for tree in trees)  # type: ignore[return-value]
 
     def _lr_on_device(self, lr: float) -> Array:
         """``lr`` as a 0-d array of the data's dtype (an argument of the compiled step, re-made when it changes)."""
@@ -429,23 +374,17 @@ class _Loop:
             self.device_order = self.backend.asarray(self.state.order)  # one small upload per epoch
         return self.device_order[start:stop]  # in-bounds slice stops (array API)
 
-    def _l2_penalty(self, parameters: dict[str, Array], m: int) -> Array | None:
-        """The L2 term of the cost of a batch of ``m`` samples for ``parameters`` (a 0-d array); ``None`` without L2."""
-        cfg = self.config
-        if not cfg.l2_lambda:
-            return None
-        weights = [parameters[f"W{l}"] for l in range(1, self.L + 1)]
-        return _l2_penalty(self.xp, weights, cfg.l2_lambda, m)
-
     def _measure(
-        self, AL: Array, Yb: Array, penalty: Array | None, params: dict[str, Array], bn_state: dict[str, Array]
+        self, AL: Array, Yb: Array, before: dict[str, Array], params: dict[str, Array], bn_state: dict[str, Array]
     ) -> tuple[float, float | None, float, float]:
         """Host numbers of a record step, changing nothing: the mini-batch cost (``AL`` was computed
-        before the step, ``penalty`` its L2 term), the validation cost with the updated ``params``
-        (``None`` without validation data), and the checked cost and accuracy (see the module)."""
-        cost = _cross_entropy(self.xp, AL, Yb)
-        if penalty is not None:
-            cost = cost + penalty
+        with ``before``, L2 term included), the validation cost with the updated ``params`` (``None``
+        without validation data), and the checked cost and accuracy (see the module)."""
+        cfg, xp = self.config, self.xp
+        cost = _cross_entropy(xp, AL, Yb)
+        if cfg.l2_lambda:
+            weights = [before[f"W{l}"] for l in range(1, self.L + 1)]
+            cost = cost + _l2_penalty(xp, weights, cfg.l2_lambda, Yb.shape[1])
         check_cost, check_accuracy = self._check_data_cost(params, bn_state)
         return float(cost), None if self.val is None else check_cost, check_cost, check_accuracy
 

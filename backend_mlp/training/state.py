@@ -119,7 +119,7 @@ class TrainingResult:
 
     @property
     def compile_seconds(self) -> float:
-        """Seconds spent compiling the step (part of ``state.elapsed_seconds``)."""
+        """Seconds spent compiling the step and the checks, all sessions (part of ``state.elapsed_seconds``)."""
         return self.state.compile_seconds
 
     @property
