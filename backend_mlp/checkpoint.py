@@ -1,6 +1,7 @@
 """Save and load models and training checkpoints as one ``.npz`` file, without pickle.
 
-File layout (``format_version`` 2): an uncompressed NumPy ``.npz`` archive
+File layout (``format_version`` 3; 2 added optimizer state, 3 the state's
+``compile_seconds``): an uncompressed NumPy ``.npz`` archive
 holding every array as host NumPy data, under ``"<group>/<name>"`` keys
 (groups ``parameters``, ``optimizer_state``, ``bn_state``, ``best_parameters``,
 ``best_bn_state``; version 1 files, which predate optimizer state, load as SGD),
@@ -190,6 +191,11 @@ def _encode(
     problem = _architecture_problem(config)
     if problem is not None:
         raise CheckpointError(f"cannot save: {problem}, so the file could not be loaded")
+    if not 0.0 <= state.compile_seconds <= state.elapsed_seconds:
+        raise CheckpointError(
+            f"cannot save: state.compile_seconds is {state.compile_seconds!r}; expected a number in "
+            f"0..state.elapsed_seconds ({state.elapsed_seconds!r}), of which it is a part, so the file could be loaded"
+        )
     trees = {
         "parameters": tree_to_numpy(state.parameters),
         "optimizer_state": tree_to_numpy(state.optimizer_state or {}) if with_arrays else None,

@@ -273,6 +273,25 @@ def test_wrong_shape(saved: Path) -> None:
         load_checkpoint(saved)
 
 
+def test_format_2_file_loads_with_no_compile_time(saved: Path) -> None:
+    """Format 2 (backend_mlp 0.2 before compile_seconds) had no compile time in the state: it loads as 0."""
+
+    def as_format_2(arrays: dict, meta: dict) -> None:
+        meta["format_version"] = 2
+        del meta["state"]["compile_seconds"]
+
+    _rewrite(saved, as_format_2)
+    loaded = load_checkpoint(saved)
+    assert loaded.format_version == 2 and loaded.state.compile_seconds == 0.0 and loaded.state.step > 0
+
+
+def test_saving_refuses_a_compile_time_beyond_the_run_time(tmp_path: Path, state: TrainingState) -> None:
+    bad = dataclasses.replace(state, compile_seconds=state.elapsed_seconds + 1.0)
+    with pytest.raises(CheckpointError, match="compile_seconds"):
+        save_checkpoint(tmp_path / "c.npz", _config(), bad)
+    assert not (tmp_path / "c.npz").exists()
+
+
 def test_newer_format_version(saved: Path) -> None:
     _rewrite(saved, lambda arrays, meta: meta.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(CheckpointError, match="newer backend_mlp") as info:

@@ -162,12 +162,28 @@ def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
         train(data, config, val, compile=True, checkpoint_callback=stop)
     assert info.value.state.step == 6
     cut = info.value.state
+    cut.compile_seconds = max(cut.compile_seconds, cut.elapsed_seconds / 2)  # non-zero even with warm caches
     loaded = load_checkpoint(save_checkpoint(tmp_path / "cut.npz", config, cut), device=backend)
     # the time spent compiling is kept with the elapsed time, so step_seconds of a resumed run is the steps'
     assert (loaded.state.compile_seconds, loaded.state.elapsed_seconds) == (cut.compile_seconds, cut.elapsed_seconds)
     resumed = train(data, config, val, state=loaded.state, compile=True)
     _assert_same_run(resumed, full, error_log, backend)
     assert resumed.compile_seconds >= cut.compile_seconds
+
+
+def test_the_compiled_checks_equal_the_eager_evaluation(backend, dtype):
+    """The checks of a compiled run: cost and accuracy of ``evaluate`` (batch norm's running statistics)."""
+    from backend_mlp.training.evaluation import evaluate
+
+    config = _config(num_iterations=6)
+    data, val = _data(backend, dtype), _data(backend, dtype, seed=1, n=20)
+    _compiled(backend, config, data)
+    result = train(data, config, val)
+    evaluation = compiled_evaluation(backend, config, val.X_rows)
+    (cost, hits), _ = evaluation(result.parameters, result.bn_state, val.X_rows, val.Y_rows)
+    expected_cost, expected_accuracy = evaluate(val, result.parameters, config, result.bn_state)
+    assert float(cost) == pytest.approx(expected_cost, rel=STEP_RTOL[dtype], abs=0)
+    assert int(hits) / val.n_samples == expected_accuracy
 
 
 @dataclass(frozen=True)
@@ -195,7 +211,10 @@ def test_an_unhashable_custom_optimizer_compiles_uncached(backend, error_log):
     _assert_same_run(train(data, config, val, compile=True), train(data, config, val), error_log, backend)
 
 
-@pytest.mark.parametrize(("failing", "what"), [("step", "the training step"), ("evaluation", "the evaluation")])
+@pytest.mark.parametrize(
+    ("failing", "what"),
+    [("step", "the training step"), ("evaluation", "the evaluation of the checks (inference cost and accuracy)")],
+)
 def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch, failing, what):
     if backend.compile_step(lambda x: x) is None:
         pytest.skip(f"{backend.library} has no compiler")

@@ -161,3 +161,32 @@ def test_numpy_step_namespace_gives_the_bits_of_the_compat_namespace():
     with pytest.raises(ValueError):
         fast.max(np.empty((0, 3)), axis=0)
     assert fast.astype(ints, np.float32).dtype == np.float32
+
+
+def test_the_training_loop_computes_with_the_step_namespace(monkeypatch):
+    """``train()``'s eager step uses ``backend.step_namespace()``, not the plain namespace."""
+    import types
+
+    from backend_mlp.backends.numpy_backend import NumpyBackend
+    from backend_mlp.data import Dataset
+    from backend_mlp.training import train
+
+    step_namespace, calls = NumpyBackend.step_namespace, []
+
+    def counting(self):
+        namespace = types.ModuleType("counting")
+        namespace.__dict__.update(vars(step_namespace(self)))
+        real_sum = namespace.sum
+
+        def sum(x, /, **kwargs):  # noqa: A001
+            calls.append(1)
+            return real_sum(x, **kwargs)
+
+        namespace.sum = sum
+        return namespace
+
+    monkeypatch.setattr(NumpyBackend, "step_namespace", counting)
+    rng = np.random.default_rng(3)
+    data = Dataset.from_host(rng.standard_normal((40, DIMS[0])), rng.integers(0, DIMS[-1], 40), n_classes=DIMS[-1])
+    train(data, TrainingConfig(layer_dims=DIMS, learning_rate=0.05, batch_size=8, num_iterations=3, seed=1))
+    assert len(calls) >= 3 * (len(DIMS) - 1)  # at least the bias gradients of every step

@@ -158,8 +158,8 @@ class JaxBackend(Backend):
     # ------------------------------------------------------------------ the training step
 
     def compile_step(self, step: Any) -> Any:
-        """:func:`jax.jit`.  The state is not donated: on CPU, donating it measured no faster (within 1% on
-        [784, 2048, 2048, 10] at batch 256, in ``train()`` and in a hand-written step; ``docs/benchmarks.md``,
+        """:func:`jax.jit`.  The state is not donated: on CPU, donating it measured no faster on
+        [784, 2048, 2048, 10] at batch 256, in ``train()`` and in a hand-written step (``docs/benchmarks.md``,
         "Round 5"), and a donated state would be unusable after an interruption between call and commit."""
         import jax
 

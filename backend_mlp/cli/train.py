@@ -114,8 +114,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, metavar="N",
                      help="BLAS/OpenMP threads (default: capped for small matrices; backend_mlp.backends.blas_threads)")
     run.add_argument("--compile", action="store_true", default=None,
-                     help="compile the training step: jax.jit on JAX, torch.compile on PyTorch; elsewhere it runs "
-                          "eagerly, with a note (default: off)")
+                     help="compile the training step and its checks: jax.jit on JAX, torch.compile on PyTorch; "
+                          "elsewhere they run eagerly, with a note (default: off)")
     run.add_argument("--quiet", action="store_true", help="no progress output (default: off)")
     return p
 

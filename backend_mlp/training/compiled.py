@@ -1,4 +1,4 @@
-"""The training step compiled by the backend's library (``train(..., compile=True)``).
+"""The training step and the checks' evaluation compiled by the backend's library (``train(..., compile=True)``).
 
 The very same pure array-API step (:func:`~backend_mlp.training.step._train_step`
 under ``PURE``), together with the batch gather, handed to the backend's
@@ -7,7 +7,8 @@ compiler (:meth:`Backend.compile_step <backend_mlp.backends.Backend.compile_step
 compiler run the step eagerly; :func:`eager_notice` says so in one line.
 
 The checks of a compiled run (the inference cost and accuracy of the
-validation data) are compiled the same way (:func:`compiled_evaluation`).
+validation data, else of the first training samples) are compiled the same
+way (:func:`compiled_evaluation`).
 
 The compiled step's arguments are arrays only, so nothing that changes
 during a run is baked into it: ``(parameters, optimizer_state, bn_state,
@@ -138,7 +139,7 @@ def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, .
 class CompiledEvaluation(Compiled):
     """The inference cost and hit count of a whole data set, compiled: ``(cost, hits)`` 0-d arrays."""
 
-    what = "the evaluation"
+    what = "the evaluation of the checks (inference cost and accuracy)"
 
     def __call__(
         self, parameters: dict[str, Array], bn_state: dict[str, Array], X_rows: Array, Y_rows: Array
