@@ -450,5 +450,9 @@ def accuracy(predictions: Array, Y: Array) -> float:
 
 def _accuracy(xp: Any, predicted: Array, labels: Array) -> float:
     """Fraction of equal entries of two (m,) integer arrays (counted exactly, no float dtype needed)."""
-    hits = xp.sum(xp.astype(predicted == labels, xp.int64))
-    return int(hits) / int(predicted.shape[0])
+    return int(_hits(xp, predicted, labels)) / int(predicted.shape[0])
+
+
+def _hits(xp: Any, predicted: Array, labels: Array) -> Array:
+    """How many entries of two (m,) integer arrays are equal: a 0-d int64 array (no host transfer)."""
+    return xp.sum(xp.astype(predicted == labels, xp.int64))
