@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interrupted_state
 
 from backend_mlp import BatchNormConfig, CheckpointError, to_numpy
 from backend_mlp.backends import backend_of
@@ -30,7 +31,7 @@ from backend_mlp.checkpoint import (
     save_model,
 )
 from backend_mlp.data import Dataset
-from backend_mlp.training import TrainingConfig, TrainingInterrupted, TrainingState, train
+from backend_mlp.training import TrainingConfig, TrainingState, train
 
 
 def _data(dtype: str = "float64", device: Any = "numpy") -> tuple[Dataset, Dataset]:
@@ -54,14 +55,7 @@ def _interrupted_state(
 ) -> TrainingState:
     """A mid-epoch state with best parameters, recorded costs and an RNG state, trained on ``device``."""
     train_data, val_data = _data(dtype, device)
-
-    def stop(event: Any) -> None:
-        if event.step == at:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(train_data, config, val_data, callback=stop)
-    return info.value.state
+    return interrupted_state(train_data, config, at, val_data)
 
 
 @pytest.fixture(scope="module")
