@@ -214,6 +214,19 @@ def test_to_numpy_of_scalar_and_zero_d(backend):
     assert float(to_numpy(zero_d)) == 3.0
 
 
+def test_take_batch_gathers_the_rows_as_columns(backend):
+    """``take_batch`` is ``take_columns`` of the images and of the labels (the labels alone: a compiled
+    run's record step), with device or host indices alike."""
+    X_rows = backend.asarray(np.arange(40.0).reshape(10, 4))
+    Y_rows = backend.asarray(np.eye(10))
+    for idx in (backend.asarray(np.array([3, 1, 3])), np.array([3, 1, 3])):
+        if not isinstance(idx, np.ndarray) or backend.compiled_takes_host_indices:
+            Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
+            np.testing.assert_array_equal(to_numpy(Xb), np.arange(40.0).reshape(10, 4)[[3, 1, 3]].T)
+            np.testing.assert_array_equal(to_numpy(Yb), np.eye(10)[[3, 1, 3]].T)
+            np.testing.assert_array_equal(to_numpy(backend.take_columns(Y_rows, idx)), to_numpy(Yb))
+
+
 def test_backend_asarray_casts_dtype(backend, dtype):
     x = backend.asarray(np.arange(4), dtype)
     assert x.dtype == backend.dtype(dtype)

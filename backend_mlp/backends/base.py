@@ -137,8 +137,11 @@ class Backend:
 
     def take_batch(self, X_rows: Any, Y_rows: Any, idx: Any) -> tuple[Any, Any]:
         """The batch of samples ``idx`` as columns: ``(Xb (n_x, m), Yb (n_classes, m))`` from row-major data."""
-        xp = self.xp
-        return xp.take(X_rows, idx, axis=0).T, xp.take(Y_rows, idx, axis=0).T
+        return self.take_columns(X_rows, idx), self.take_columns(Y_rows, idx)
+
+    def take_columns(self, rows: Any, idx: Any) -> Any:
+        """The rows ``idx`` of ``rows`` (n, k) as columns: (k, m)."""
+        return self.xp.take(rows, idx, axis=0).T
 
     def step_namespace(self) -> Any:
         """The array namespace the eager training step computes with: ``xp``, or a twin of it with the same

@@ -111,8 +111,8 @@ class NumpyBackend(Backend):
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x)
 
-    def take_batch(self, X_rows: Any, Y_rows: Any, idx: Any) -> tuple[Any, Any]:
-        """The row gathers as columns, with ``np.take`` itself (not the array-API wrapper).
+    def take_columns(self, rows: Any, idx: Any) -> Any:
+        """The row gather as columns, with ``np.take`` itself (not the array-API wrapper).
 
         Each step gathers into fresh arrays: gathering into buffers reused
         across steps (``np.take(..., mode="clip", out=buffer)``) measured no
@@ -121,7 +121,7 @@ class NumpyBackend(Backend):
         previous step's block), and a reused buffer would change under anything
         still holding the previous batch (a step's caches, ``AL`` of a record).
         """
-        return np.take(X_rows, idx, axis=0).T, np.take(Y_rows, idx, axis=0).T
+        return np.take(rows, idx, axis=0).T
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "numpy": np.__version__}

@@ -345,8 +345,8 @@ class _Loop:
                 st.compile_seconds += seconds
             costs = None
             if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
-                if compiled is not None:
-                    Yb = backend.take_batch(X_rows, Y_rows, idx)[1]
+                if compiled is not None:  # the batch's labels (the compiled step gathered its own)
+                    Yb = backend.take_columns(Y_rows, idx)
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
             # commit the step only once it (and its record's measurements) is complete, so a
             # Ctrl-C anywhere before this line leaves the state as it was before the step
