@@ -41,14 +41,15 @@ def _linear_forward(ops: Ops, A_prev: Array, W: Array, b: Array) -> Array:
 
 
 def _linear_backward(
-    xp: Any, dZ: Array, A_prev: Array, W: Array, *, need_dA_prev: bool = True
+    xp: Any, ops: Ops, dZ: Array, A_prev: Array, W: Array, *, need_dA_prev: bool = True
 ) -> tuple[Array | None, Array, Array]:
     """Given ``dZ`` = dcost/dZ (n_l, m): ``(dA_prev, dW, db)``, each a fresh array.
 
-    ``dW = dZ @ A_prev.T``, ``db = sum(dZ, axis=1)``, ``dA_prev = W.T @ dZ``;
-    ``dA_prev`` is ``None`` when ``need_dA_prev`` is false (the first layer).
+    ``dW = dZ @ A_prev.T`` (``ops.weight_gradient``), ``db = sum(dZ, axis=1)``,
+    ``dA_prev = W.T @ dZ``; ``dA_prev`` is ``None`` when ``need_dA_prev`` is
+    false (the first layer).
     """
-    dW = dZ @ A_prev.T
+    dW = ops.weight_gradient(dZ, A_prev)
     db = xp.sum(dZ, axis=1, keepdims=True)
     dA_prev = W.T @ dZ if need_dA_prev else None
     return dA_prev, dW, db
@@ -77,7 +78,7 @@ def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]
     if A_prev.shape[1] == 0:
         raise InputValidationError("dZ: received 0 samples (columns); expected at least one sample")
     m = dZ.shape[1]
-    dA_prev, dW, db = _linear_backward(xp, dZ, A_prev, W)
+    dA_prev, dW, db = _linear_backward(xp, PURE, dZ, A_prev, W)
     return dA_prev, dW / m, db / m
 
 

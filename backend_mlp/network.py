@@ -315,7 +315,7 @@ def _backward(
         dgamma = dbeta = None
         if l < L:
             dZ, dgamma, dbeta = _hidden_backward(xp, ops, dA, cache)
-        dA, dW, db = _linear_backward(xp, dZ, A_prev, W, need_dA_prev=l > 1)
+        dA, dW, db = _linear_backward(xp, ops, dZ, A_prev, W, need_dA_prev=l > 1)
         if l2_lambda:
             dW = ops.add(dW, _l2_gradient(W, l2_lambda, m, scale))
         per_layer.append((dW, db, dgamma, dbeta))

@@ -13,10 +13,13 @@ with another through an :class:`Ops` object:
 Only arrays the kernel itself created are ever passed as ``fresh``, so a
 caller's arrays (and read-only ones) are never written in either mode.
 
-``ops.matmul(a, b)`` is ``a @ b``; a backend that knows a faster way to form
-the same product for its memory layouts (NumPy's :func:`~backend_mlp.backends.
-numpy_backend.blas_matmul`) passes it to :func:`ops_for`, and the linear
-kernels use it.  It must return the same values as ``a @ b``.
+``ops.matmul(W, A)`` is ``W @ A`` (a layer's forward product) and
+``ops.weight_gradient(dZ, A_prev)`` is ``dZ @ A_prev.T`` (its weight
+gradient); a backend that knows a faster way to form the same products for its
+memory layouts (NumPy's :func:`~backend_mlp.backends.numpy_backend.blas_matmul`
+and :func:`~backend_mlp.backends.numpy_backend.blas_weight_gradient`) passes
+them to :func:`ops_for`, and the linear kernels use them.  They must return the
+same values as the plain products.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 Array = Any
+Product = Callable[[Array, Array], Array]
 
 
 class Ops:
@@ -35,6 +39,9 @@ class Ops:
 
     def matmul(self, a: Array, b: Array) -> Array:
         return a @ b
+
+    def weight_gradient(self, dZ: Array, A_prev: Array) -> Array:
+        return dZ @ A_prev.T
 
     def add(self, fresh: Array, other: Any) -> Array:
         return fresh + other
@@ -71,18 +78,21 @@ class InplaceOps(Ops):
         return fresh
 
 
-class _WithMatmul:
-    """Mixin: ``matmul`` is the backend's own product (same values as ``a @ b``)."""
+class _WithProducts:
+    """Mixin: ``matmul`` and ``weight_gradient`` are the backend's own products where it has them (same values)."""
 
-    def __init__(self, matmul: Callable[[Array, Array], Array]) -> None:
-        self.matmul = matmul  # type: ignore[method-assign]
+    def __init__(self, matmul: Product | None, weight_gradient: Product | None) -> None:
+        if matmul is not None:
+            self.matmul = matmul  # type: ignore[method-assign]
+        if weight_gradient is not None:
+            self.weight_gradient = weight_gradient  # type: ignore[method-assign]
 
 
-class _PureWithMatmul(_WithMatmul, Ops):
+class _PureWithProducts(_WithProducts, Ops):
     pass
 
 
-class _InplaceWithMatmul(_WithMatmul, InplaceOps):
+class _InplaceWithProducts(_WithProducts, InplaceOps):
     pass
 
 
@@ -90,14 +100,16 @@ PURE = Ops()
 INPLACE = InplaceOps()
 
 
-def ops_for(mutable_arrays: bool, matmul: Callable[[Array, Array], Array] | None = None) -> Ops:
-    """:data:`INPLACE` for a backend with mutable arrays, :data:`PURE` otherwise; with ``matmul``
-    (a backend's faster ``a @ b``, e.g. ``backend.matmul``), the same with that product."""
-    if matmul is None:
+def ops_for(mutable_arrays: bool, matmul: Product | None = None, weight_gradient: Product | None = None) -> Ops:
+    """:data:`INPLACE` for a backend with mutable arrays, :data:`PURE` otherwise; with a backend's faster
+    products (``backend.matmul`` for ``W @ A``, ``backend.weight_gradient`` for ``dZ @ A_prev.T``), the
+    same with those products."""
+    if matmul is None and weight_gradient is None:
         return INPLACE if mutable_arrays else PURE
-    return _with_matmul(mutable_arrays, matmul)
+    return _with_products(mutable_arrays, matmul, weight_gradient)
 
 
 @functools.lru_cache(maxsize=16)
-def _with_matmul(mutable_arrays: bool, matmul: Callable[[Array, Array], Array]) -> Ops:
-    return _InplaceWithMatmul(matmul) if mutable_arrays else _PureWithMatmul(matmul)
+def _with_products(mutable_arrays: bool, matmul: Product | None, weight_gradient: Product | None) -> Ops:
+    cls = _InplaceWithProducts if mutable_arrays else _PureWithProducts
+    return cls(matmul, weight_gradient)

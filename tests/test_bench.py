@@ -307,48 +307,71 @@ def test_one_core_bound_arithmetic() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n_out, m", [(20, 256), (7, 256), (2048, 256), (20, 3)])
+@pytest.mark.parametrize("n_out, m", [(20, 256), (5, 256), (64, 256), (7, 256), (2048, 256), (20, 1024), (20, 3)])
 def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: int) -> None:
-    """NumPy's layout-aware product (first layer, mini-batch gathered as rows) gives exactly ``W @ Xb``."""
-    from backend_mlp.backends.numpy_backend import blas_matmul
+    """NumPy's layout-aware products with the mini-batch gathered as rows (the first layer's ``W @ Xb``
+    and ``dZ @ Xb.T``) give exactly the plain products, and take the rows' side exactly where the rule
+    says (float32, a layer narrow for its batch)."""
+    from backend_mlp.backends.numpy_backend import blas_matmul, blas_weight_gradient
 
     rng = np.random.default_rng(0)
-    rows = rng.standard_normal((500, 784)).astype(dtype)
+    rows = rng.standard_normal((1500, 784)).astype(dtype)
     W = rng.standard_normal((n_out, 784)).astype(dtype)
-    Xb = np.take(rows, rng.permutation(500)[:m], axis=0).T
-    Z = blas_matmul(W, Xb)
-    assert Z.dtype == np.dtype(dtype) and Z.shape == (n_out, m)
-    np.testing.assert_array_equal(Z, W @ Xb)
-    # the rows-first call is taken exactly for a float32 layer narrow for its batch
+    dZ = rng.standard_normal((n_out, m)).astype(dtype)
+    Xb = np.take(rows, rng.permutation(1500)[:m], axis=0).T
     rows_first = dtype == "float32" and 4 * n_out <= m
-    assert (Z.flags.f_contiguous and not Z.flags.c_contiguous) == rows_first
-    np.testing.assert_array_equal(blas_matmul(W, np.ascontiguousarray(Xb)), W @ Xb)
+    Z, dW = blas_matmul(W, Xb), blas_weight_gradient(dZ, Xb)
+    for got, expected in ((Z, W @ Xb), (dW, dZ @ Xb.T)):
+        assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        # the rows-first call returns the transpose of a C-contiguous result
+        assert (got.flags.f_contiguous and not got.flags.c_contiguous) == rows_first
+    # another layout (a hidden layer's C-contiguous activations) is never taken from the rows' side
+    A = np.ascontiguousarray(Xb)
+    for got, expected in ((blas_matmul(W, A), W @ A), (blas_weight_gradient(dZ, A), dZ @ A.T)):
+        np.testing.assert_array_equal(got, expected)
+        assert got.flags.c_contiguous
 
 
-def test_the_linear_kernels_take_the_backends_product() -> None:
-    """``ops_for(mutable, backend.matmul)``: every forward product goes through the backend's matmul,
-    with the results of the plain step."""
+def test_the_linear_kernels_take_the_backends_products() -> None:
+    """``ops_for(mutable, backend.matmul, backend.weight_gradient)``: every forward product and every weight
+    gradient goes through the backend's own product, with the results of the plain step to float32 rounding."""
     from backend_mlp.backends import NumpyBackend
     from backend_mlp.initialization import initialize_parameters_host
-    from backend_mlp.network import _forward
+    from backend_mlp.network import _backward, _forward
     from backend_mlp.ops import PURE, ops_for
 
     calls = []
 
     def counting(a, b):
-        calls.append((a.shape, b.shape))
+        calls.append(("matmul", a.shape, b.shape))
         return NumpyBackend.matmul(a, b)
+
+    def counting_gradient(dZ, A_prev):
+        calls.append(("weight_gradient", dZ.shape, A_prev.shape))
+        return NumpyBackend.weight_gradient(dZ, A_prev)
 
     dims = [784, 20, 7, 10]
     params = {k: v.astype(np.float32) for k, v in initialize_parameters_host(dims, 0, None).items()}
-    rows = np.random.default_rng(0).random((300, 784), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    rows = rng.random((300, 784), dtype=np.float32)
     Xb = np.take(rows, np.arange(256), axis=0).T
-    ops = ops_for(True, counting)
-    assert ops.inplace and ops is ops_for(True, counting) and ops_for(True) is not ops
-    AL, _, _ = _forward(np, ops, Xb, params, 3, None, True, None)
-    reference, _, _ = _forward(np, PURE, Xb, params, 3, None, True, None)
-    assert [a for a, _ in calls] == [(20, 784), (7, 20), (10, 7)]
+    Y = np.eye(10, dtype=np.float32)[:, rng.integers(0, 10, 256)]
+    ops = ops_for(True, counting, counting_gradient)
+    assert ops.inplace and ops is ops_for(True, counting, counting_gradient) and ops_for(True) is not ops
+    AL, caches, _ = _forward(np, ops, Xb, params, 3, None, True, None)
+    grads = _backward(np, ops, AL, Y, caches, 0.0)
+    reference, ref_caches, _ = _forward(np, PURE, Xb, params, 3, None, True, None)
+    ref_grads = _backward(np, PURE, reference, Y, ref_caches, 0.0)
+    assert [c[:2] for c in calls] == [
+        ("matmul", (20, 784)), ("matmul", (7, 20)), ("matmul", (10, 7)),
+        ("weight_gradient", (10, 256)), ("weight_gradient", (7, 256)), ("weight_gradient", (20, 256)),
+    ]
     np.testing.assert_array_equal(AL, reference)
+    assert sorted(grads) == sorted(ref_grads)
+    for k in grads:  # each product is exact for its inputs (above); a rows-first layer 1 hands the later
+        # products and sums a transposed layout, which BLAS and the reductions may round differently
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-5, atol=1e-7)
 
 
 def test_sides_and_per_dtype_workloads_from_the_command_line() -> None:

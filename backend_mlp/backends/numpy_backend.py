@@ -12,32 +12,44 @@ import numpy as np
 from .base import Backend, host_as
 
 
-def blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b``, the same values, in the BLAS call that is faster for the layouts training produces.
+def rows_first(A: np.ndarray, n_units: int) -> bool:
+    """Whether a product of ``n_units`` rows with the mini-batch ``A`` (n_x, m) is faster formed rows-first.
 
-    A mini-batch ``Xb`` is a row gather seen as columns (``rows.T``), so the
-    first layer's ``W @ Xb`` multiplies by the transpose of a C-contiguous
-    array.  In float32, when ``W`` has few rows for the batch (the report's 20
-    units for 256 samples), OpenBLAS forms it about 1.4x faster as
-    ``(rows @ W.T).T`` (100 against 145 microseconds on the report network,
-    one thread); in float64 the direct call is the faster one, and for wide
-    layers neither wins reliably (``docs/benchmarks.md``, "Round 4").  Small
-    inner dimensions (the hidden layers' products) stay direct: there the call
-    costs the same, a transposed result only slows the elementwise work, and
-    OpenBLAS's small-matrix kernels may sum in another order.  For the shapes the
-    rule selects the results are bit-identical to ``a @ b``
+    A mini-batch ``Xb`` is a row gather seen as columns (``rows.T``, the
+    transpose of a C-contiguous array), and the first layer multiplies by it
+    twice: ``W1 @ Xb`` forward and ``dZ1 @ Xb.T`` for the weight gradient.  In
+    float32, when the layer has few units for the batch (the report's 20 for
+    256 samples) and the samples many features, OpenBLAS forms both faster
+    from the rows' side: ``(rows @ W1.T).T`` (100 against 145 microseconds on
+    the report network, one thread) and ``(rows.T @ dZ1.T).T`` (a training
+    step of the report network 0.92-0.95 of its time; of [784, 64, 10] 0.96).
+    In float64 the direct calls are the faster ones (the weight gradient's
+    step 1.09x slower rows-first), and with 128 or more units neither wins
+    (``docs/benchmarks.md``, "Round 4" and "Round 6").  Arrays of any other
+    layout (the hidden layers' activations are C-contiguous) stay direct:
+    there the rows-first call measured 1-2% slower.  For the shapes the rule
+    selects the results are bit-identical to the direct products
     (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``).
     """
-    if (
-        b.dtype == np.float32
-        and b.ndim == 2
-        and 4 * a.shape[0] <= b.shape[1]
-        and a.shape[1] >= 128
-        and not b.flags.c_contiguous
-        and b.T.flags.c_contiguous
-    ):
-        return (b.T @ a.T).T
-    return a @ b
+    return (
+        A.dtype == np.float32
+        and A.ndim == 2
+        and 4 * n_units <= A.shape[1]
+        and A.shape[0] >= 128
+        and not A.flags.c_contiguous
+        and A.T.flags.c_contiguous
+    )
+
+
+def blas_matmul(W: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """``W @ A``, the same values, in the BLAS call that is faster for the layouts training produces (:func:`rows_first`)."""
+    return (A.T @ W.T).T if rows_first(A, W.shape[0]) else W @ A
+
+
+def blas_weight_gradient(dZ: np.ndarray, A_prev: np.ndarray) -> np.ndarray:
+    """``dZ @ A_prev.T``, the same values, in the BLAS call that is faster for the layouts training produces
+    (:func:`rows_first`)."""
+    return (A_prev @ dZ.T).T if rows_first(A_prev, dZ.shape[0]) else dZ @ A_prev.T
 
 
 @functools.cache
@@ -83,8 +95,9 @@ class NumpyBackend(Backend):
     library = "numpy"
     host_blas = True
     single_device = True
-    #: the linear kernels' product (``ops_for(mutable_arrays, backend.matmul)``)
+    #: the linear kernels' products (``ops_for(mutable_arrays, backend.matmul, backend.weight_gradient)``)
     matmul: ClassVar[Any] = staticmethod(blas_matmul)
+    weight_gradient: ClassVar[Any] = staticmethod(blas_weight_gradient)
 
     @classmethod
     def owns(cls, x: Any) -> bool:

@@ -292,7 +292,8 @@ class _Loop:
         self.initial_cost = math.nan  # of the network training started from (seeded): the divergence reference
         self.strikes = 0  # checks in a row at chance level with an exploding cost
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
-        self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul)  # pure, or in place on fresh temporaries
+        # pure, or in place on fresh temporaries; with the backend's own products where it has them
+        self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul, self.backend.weight_gradient)
         self.step_xp = self.backend.step_namespace()  # the eager step's namespace (xp, or its faster twin)
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
