@@ -307,16 +307,21 @@ def test_one_core_bound_arithmetic() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n_out, m", [(20, 256), (5, 256), (64, 256), (7, 256), (2048, 256), (20, 1024), (20, 3)])
-def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: int) -> None:
+@pytest.mark.parametrize(
+    "n_out, m, n_in",
+    [(20, 256, 784), (5, 256, 784), (64, 256, 784), (7, 256, 784), (2048, 256, 784), (20, 1024, 784),
+     (32, 1024, 256), (20, 3, 784)],
+)
+def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: int, n_in: int) -> None:
     """NumPy's layout-aware products with the mini-batch gathered as rows (the first layer's ``W @ Xb``
-    and ``dZ @ Xb.T``) give exactly the plain products, and take the rows' side exactly where the rule
+    and ``dZ @ Xb.T``; with n_in=256, a second layer on the transposed activations a rows-first first
+    layer leaves) give exactly the plain products, and take the rows' side exactly where the rule
     says (float32, a layer narrow for its batch)."""
     from backend_mlp.backends.numpy_backend import blas_matmul, blas_weight_gradient
 
     rng = np.random.default_rng(0)
-    rows = rng.standard_normal((1500, 784)).astype(dtype)
-    W = rng.standard_normal((n_out, 784)).astype(dtype)
+    rows = rng.standard_normal((1500, n_in)).astype(dtype)
+    W = rng.standard_normal((n_out, n_in)).astype(dtype)
     dZ = rng.standard_normal((n_out, m)).astype(dtype)
     Xb = np.take(rows, rng.permutation(1500)[:m], axis=0).T
     rows_first = dtype == "float32" and 4 * n_out <= m

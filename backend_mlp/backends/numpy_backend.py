@@ -25,11 +25,15 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
     step of the report network 0.92-0.95 of its time; of [784, 64, 10] 0.96).
     In float64 the direct calls are the faster ones (the weight gradient's
     step 1.09x slower rows-first), and with 128 or more units neither wins
-    (``docs/benchmarks.md``, "Round 4" and "Round 6").  Arrays of any other
-    layout (the hidden layers' activations are C-contiguous) stay direct:
-    there the rows-first call measured 1-2% slower.  For the shapes the rule
-    selects the results are bit-identical to the direct products
-    (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``).
+    (``docs/benchmarks.md``, "Round 4" and "Round 6").  The rule looks at the
+    layout only: C-contiguous activations stay direct (a hidden layer's
+    forward product rows-first measured 1-2% slower), while the activations of
+    a rows-first first layer inherit the transposed layout, so with 128 or
+    more first-layer units at batch 1024 the second layer's products are taken
+    rows-first too (those whole steps measured 0.99-1.01x).  For the shapes the
+    rule selects the results are bit-identical to the direct products
+    (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``;
+    whole trajectories in the "Round 6" measurements).
     """
     return (
         A.dtype == np.float32
@@ -42,7 +46,8 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
 
 
 def blas_matmul(W: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """``W @ A``, the same values, in the BLAS call that is faster for the layouts training produces (:func:`rows_first`)."""
+    """``W @ A``, the same values, in the BLAS call that is faster for the layouts training produces
+    (:func:`rows_first`)."""
     return (A.T @ W.T).T if rows_first(A, W.shape[0]) else W @ A
 
 
