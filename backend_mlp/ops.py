@@ -19,7 +19,7 @@ gradient); a backend that knows a faster way to form the same products for its
 memory layouts (NumPy's :func:`~backend_mlp.backends.numpy_backend.blas_matmul`
 and :func:`~backend_mlp.backends.numpy_backend.blas_weight_gradient`) passes
 them to :func:`ops_for`, and the linear kernels use them.  They must return the
-same values as the plain products.
+plain products' values, up to float rounding.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class Ops:
 
     inplace = False
 
-    def matmul(self, a: Array, b: Array) -> Array:
-        return a @ b
+    def matmul(self, W: Array, A: Array) -> Array:
+        return W @ A
 
     def weight_gradient(self, dZ: Array, A_prev: Array) -> Array:
         return dZ @ A_prev.T
@@ -79,7 +79,7 @@ class InplaceOps(Ops):
 
 
 class _WithProducts:
-    """Mixin: ``matmul`` and ``weight_gradient`` are the backend's own products where it has them (same values)."""
+    """Mixin: ``matmul`` and ``weight_gradient`` are the backend's own products where it has them."""
 
     def __init__(self, matmul: Product | None, weight_gradient: Product | None) -> None:
         if matmul is not None:

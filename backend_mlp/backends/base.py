@@ -67,8 +67,8 @@ class Backend:
     #: its compiled step (:meth:`compile_step`) takes the batch's host NumPy indices as an argument, copied in by
     #: the call itself, which is cheaper than slicing a device array once per step
     compiled_takes_host_indices: ClassVar[bool] = False
-    #: a faster ``W @ A`` (same values) for the layouts training produces, used by the linear kernels through
-    #: :func:`~backend_mlp.ops.ops_for`; ``None``: plain ``W @ A``
+    #: a faster ``W @ A`` (the same values up to float rounding) for the layouts training produces, used by the
+    #: linear kernels through :func:`~backend_mlp.ops.ops_for`; ``None``: plain ``W @ A``
     matmul: ClassVar[Any] = None
     #: likewise for a layer's weight gradient ``dZ @ A_prev.T``; ``None``: that plain product
     weight_gradient: ClassVar[Any] = None

@@ -20,20 +20,18 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
     twice: ``W1 @ Xb`` forward and ``dZ1 @ Xb.T`` for the weight gradient.  In
     float32, when the layer has few units for the batch (the report's 20 for
     256 samples) and the samples many features, OpenBLAS forms both faster
-    from the rows' side: ``(rows @ W1.T).T`` (100 against 145 microseconds on
-    the report network, one thread) and ``(rows.T @ dZ1.T).T`` (a training
-    step of the report network 0.92-0.95 of its time; of [784, 64, 10] 0.96).
-    In float64 the direct calls are the faster ones (the weight gradient's
-    step 1.09x slower rows-first), and with 128 or more units neither wins
-    (``docs/benchmarks.md``, "Round 4" and "Round 6").  The rule looks at the
-    layout only: C-contiguous activations stay direct (a hidden layer's
-    forward product rows-first measured 1-2% slower), while the activations of
-    a rows-first first layer inherit the transposed layout, so with 128 or
-    more first-layer units at batch 1024 the second layer's products are taken
-    rows-first too (those whole steps measured 0.99-1.01x).  For the shapes the
-    rule selects the results are bit-identical to the direct products
-    (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``;
-    whole trajectories in the "Round 6" measurements).
+    from the rows' side, ``(rows @ W1.T).T`` and ``(rows.T @ dZ1.T).T``; in
+    float64 the direct calls are the faster ones, and with many units for the
+    batch neither wins (``docs/benchmarks.md``, "Round 4" and "Round 6", with
+    784 features).  The rule looks at the layout only: C-contiguous
+    activations stay direct, while a rows-first first layer's activations
+    inherit its transposed layout, so when it has 128 or more units (and
+    ``4 * units <= m``) the second layer's products are taken rows-first too.
+    The forward product is bit-identical to the direct one in every shape
+    tested; the weight gradient agrees to float32 rounding and is
+    bit-identical for 784, 256 and 1,024 features, not for some other widths
+    (136, 150, 200, 500) where OpenBLAS sums the edge columns in another order
+    (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``).
     """
     return (
         A.dtype == np.float32
@@ -46,14 +44,14 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
 
 
 def blas_matmul(W: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """``W @ A``, the same values, in the BLAS call that is faster for the layouts training produces
+    """``W @ A`` (bit-identical), in the BLAS call that is faster for the layouts training produces
     (:func:`rows_first`)."""
     return (A.T @ W.T).T if rows_first(A, W.shape[0]) else W @ A
 
 
 def blas_weight_gradient(dZ: np.ndarray, A_prev: np.ndarray) -> np.ndarray:
-    """``dZ @ A_prev.T``, the same values, in the BLAS call that is faster for the layouts training produces
-    (:func:`rows_first`)."""
+    """``dZ @ A_prev.T`` (the same values to float rounding), in the BLAS call that is faster for the layouts
+    training produces (:func:`rows_first`)."""
     return (A_prev @ dZ.T).T if rows_first(A_prev, dZ.shape[0]) else dZ @ A_prev.T
 
 
