@@ -278,6 +278,7 @@ class _Loop:
     ) -> None:
         self.xp = xp
         self.data = train_data
+        self.n_samples = train_data.n_samples  # read once: a property of the device array's shape
         self.val = val_data
         self.config = config
         self.state = state
@@ -368,7 +369,7 @@ class _Loop:
         return self.lr_array[1]
 
     def _next_batch_indices(self) -> Array:
-        start, stop, new_epoch = next_span(self.state, self.rng, self.data.n_samples, self.config.batch_size)
+        start, stop, new_epoch = next_span(self.state, self.rng, self.n_samples, self.config.batch_size)
         if self.host_indices:
             return self.state.order[start:stop]
         if new_epoch or self.device_order is None:
