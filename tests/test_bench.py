@@ -312,13 +312,14 @@ def test_one_core_bound_arithmetic() -> None:
     [(20, 256, 784), (5, 256, 784), (64, 256, 784), (7, 256, 784), (2048, 256, 784), (20, 1024, 784),
      (32, 1024, 256), (20, 256, 1024), (20, 3, 784), (5, 256, 136), (20, 256, 200)],
 )
-def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: int, n_in: int) -> None:
+def test_numpy_products_agree_with_matmul_to_rounding(dtype: str, n_out: int, m: int, n_in: int) -> None:
     """NumPy's layout-aware products with the mini-batch gathered as rows (the first layer's ``W @ Xb``
     and ``dZ @ Xb.T``; with n_in=256, a second layer on the transposed activations a rows-first first
-    layer leaves) give the plain products, and take the rows' side exactly where the rule says
-    (float32, a layer narrow for its batch).  The forward product is bit-identical; the weight
-    gradient is for 784, 256 and 1,024 features and agrees to float32 rounding at widths such as 136
-    and 200, where OpenBLAS sums the edge columns in another order."""
+    layer leaves) give the plain products to float rounding, and take the rows' side exactly where the
+    rule says (float32, a layer narrow for its batch).  Rounding, not bits: which order OpenBLAS sums in
+    depends on the CPU's kernel (bit-identical on one Intel AVX-512 host for 784 features, not on an AMD
+    one), so each entry is held to the worst-case error of a length-``n`` float sum,
+    ``n * eps * sum(|a_i b_i|)``."""
     from backend_mlp.backends.numpy_backend import blas_matmul, blas_weight_gradient
 
     rng = np.random.default_rng(0)
@@ -327,13 +328,15 @@ def test_numpy_products_are_bit_identical_to_matmul(dtype: str, n_out: int, m: i
     dZ = rng.standard_normal((n_out, m)).astype(dtype)
     Xb = np.take(rows, rng.permutation(1500)[:m], axis=0).T
     rows_first = dtype == "float32" and 4 * n_out <= m
-    Z, dW = blas_matmul(W, Xb), blas_weight_gradient(dZ, Xb)
-    for got, expected, exact in ((Z, W @ Xb, True), (dW, dZ @ Xb.T, n_in in (784, 256, 1024))):
-        assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
-        if exact:
-            np.testing.assert_array_equal(got, expected)
-        else:
-            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * float(np.max(np.abs(expected))))
+    eps = float(np.finfo(dtype).eps)
+    W64, Xb64, dZ64 = (a.astype(np.float64) for a in (W, Xb, dZ))
+    cases = (
+        (blas_matmul(W, Xb), W64 @ Xb64, np.abs(W64) @ np.abs(Xb64), n_in),
+        (blas_weight_gradient(dZ, Xb), dZ64 @ Xb64.T, np.abs(dZ64) @ np.abs(Xb64).T, m),
+    )
+    for got, exact, magnitude, n in cases:
+        assert got.dtype == np.dtype(dtype) and got.shape == exact.shape
+        assert np.all(np.abs(got - exact) <= n * eps * magnitude)
         # the rows-first call returns the transpose of a C-contiguous result
         assert (got.flags.f_contiguous and not got.flags.c_contiguous) == rows_first
     # another layout (a hidden layer's C-contiguous activations) is never taken from the rows' side
@@ -383,9 +386,9 @@ def test_the_linear_kernels_take_the_backends_products() -> None:
         ("matmul", (20, 784)), ("matmul", (7, 20)), ("matmul", (10, 7)),
         ("weight_gradient", (10, 256)), ("weight_gradient", (7, 256)), ("weight_gradient", (20, 256)),
     ]
-    np.testing.assert_array_equal(AL, reference)
+    np.testing.assert_allclose(AL, reference, rtol=1e-5, atol=1e-7)
     assert sorted(grads) == sorted(ref_grads)
-    for k in grads:  # each product is exact for its inputs (above); a rows-first layer 1 hands the later
+    for k in grads:  # each product agrees to rounding (above); a rows-first layer 1 hands the later
         # products and sums a transposed layout, which BLAS and the reductions may round differently
         np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-5, atol=1e-7)
 

@@ -27,11 +27,10 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
     activations stay direct, while a rows-first first layer's activations
     inherit its transposed layout, so when it has 128 or more units (and
     ``4 * units <= m``) the second layer's products are taken rows-first too.
-    The forward product is bit-identical to the direct one in every shape
-    tested; the weight gradient agrees to float32 rounding and is
-    bit-identical for 784, 256 and 1,024 features, not for some other widths
-    (136, 150, 200, 500) where OpenBLAS sums the edge columns in another order
-    (``tests/test_bench.py::test_numpy_products_are_bit_identical_to_matmul``).
+    Both products agree with the direct ones to float32 rounding; whether
+    they are bit-identical depends on the CPU's OpenBLAS kernel (they were
+    for 784 features on an Intel AVX-512 host, not on an AMD EPYC one)
+    (``tests/test_bench.py::test_numpy_products_agree_with_matmul_to_rounding``).
     """
     return (
         A.dtype == np.float32
@@ -44,7 +43,7 @@ def rows_first(A: np.ndarray, n_units: int) -> bool:
 
 
 def blas_matmul(W: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """``W @ A`` (bit-identical), in the BLAS call that is faster for the layouts training produces
+    """``W @ A`` (the same values to float rounding), in the BLAS call that is faster for the layouts training produces
     (:func:`rows_first`)."""
     return (A.T @ W.T).T if rows_first(A, W.shape[0]) else W @ A
 
