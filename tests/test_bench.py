@@ -198,7 +198,7 @@ def _train_compiles() -> bool:
 
 def _new_sides(host: HostData, dtype: str) -> list:
     """Every side added in round 4 whose library is installed (each test skips the rest)."""
-    from backend_mlp.bench.jax_side import JaxJitSide, import_jax
+    from backend_mlp.bench.jax_side import JaxJitSide, JaxScanSide, import_jax
     from backend_mlp.bench.numpy_side import HandNumpySide
     from backend_mlp.bench.sklearn_side import SklearnSide, import_sklearn_mlp
     from backend_mlp.bench.workloads import BM_JAX, BM_TORCH
@@ -206,6 +206,7 @@ def _new_sides(host: HostData, dtype: str) -> list:
     sides: list = [HandNumpySide(host, dtype, seed=1)]
     if (jax := import_jax()) is not None:
         sides.append(JaxJitSide(jax, host, dtype, seed=1))
+        sides.append(JaxScanSide(jax, host, dtype, seed=1))
         if _train_compiles():
             sides.append(_bm_on("jax", host, dtype, label=BM_JAX, compile=True))
     if (mlp := import_sklearn_mlp()) is not None:
@@ -219,8 +220,9 @@ def _new_sides(host: HostData, dtype: str) -> list:
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
 def test_new_sides_run_the_identical_workload(data: HostData, dtype: str, rtol: float) -> None:
-    """The hand-written NumPy and jax.jit steps, scikit-learn and train() on JAX / PyTorch reach train()'s
-    parameters on NumPy after 12 steps (an epoch's smaller last batch included)."""
+    """The hand-written NumPy and jax.jit steps (alone and fused in a scan), scikit-learn and train() on JAX /
+    PyTorch reach train()'s parameters on NumPy after 12 steps (an epoch's smaller last batch included; the
+    scan and train() on JAX fuse 8 of them)."""
     host = data.cast(dtype)
     mine = _bm_on("cpu", host, dtype)
     cost = mine.prepare(TINY, 12)()

@@ -32,7 +32,7 @@ from backend_mlp.data import Dataset
 from backend_mlp.optimizers import Optimizer
 from backend_mlp.training import TrainingConfig, new_training_state, train, train_step
 from backend_mlp.training import compiled as compiled_module
-from backend_mlp.training.compiled import compiled_evaluation, compiled_step
+from backend_mlp.training.compiled import FUSED_STEPS, compiled_evaluation, compiled_step, compiled_steps
 
 DIMS = (12, 6, 5, 3)
 N_SAMPLES, BATCH = 40, 16  # the last batch of an epoch has 8 samples: two compiled shapes
@@ -171,6 +171,70 @@ def test_compiled_run_resumes_from_a_checkpoint(backend, tmp_path, error_log):
     assert resumed.compile_seconds >= cut.compile_seconds
 
 
+FUSED_N = 408  # 25 full batches of 16 an epoch and one of 8: steps fused across an epoch's start, not its end
+
+
+def test_steps_between_checks_run_fused(backend, tmp_path, error_log, monkeypatch):
+    """Where the library compiles loops (JAX), the steps between two checks that fill a fused call within one
+    epoch run FUSED_STEPS at a time as one call, the rest (record steps, an epoch's end) one by one: the run
+    equals the eager one to float rounding (decaying learning rate, Adam, batch norm and L2 included); a
+    Ctrl-C during a fused call leaves the state before it, and a run resumed from there, or from a
+    checkpoint, ends with the uninterrupted run's bits."""
+    config = _config(num_iterations=40, record_every=20, learning_rate=0.01)
+    data, val = _data(backend, n=FUSED_N), _data(backend, seed=1, n=20)
+    _compiled(backend, config, data)
+    fused = compiled_steps(backend, config, data.X_rows)
+    if fused is None:
+        pytest.skip(f"{backend.library} compiles single steps, not loops")
+    calls: list[int] = []  # the state's step at each fused call
+    call = fused.call
+
+    def counting(size, *args):
+        calls.append(size)
+        return call(size, *args)
+
+    monkeypatch.setattr(fused, "call", counting)
+    eager = train(data, config, val)
+    compiled = train(data, config, val, compile=True)
+    _assert_same_run(compiled, eager, error_log, backend)
+    assert len(calls) >= 2 and set(calls) == {(FUSED_STEPS, BATCH)} == fused.batch_sizes
+    step_calls = []
+    single = compiled_step(backend, config, data.X_rows)
+    monkeypatch.setattr(single, "call", lambda size, *args: step_calls.append(size) or type(single).call(
+        single, size, *args))
+    calls.clear()
+    again = train(data, config, val, compile=True)
+    assert FUSED_STEPS * len(calls) + len(step_calls) == config.num_iterations  # every step ran once
+    for key, value in compiled.parameters.items():
+        np.testing.assert_array_equal(to_numpy(again.parameters[key]), to_numpy(value))
+
+    def interrupting(size, *args):  # Ctrl-C during the second fused call
+        if len(calls) == 1:
+            calls.append(size)
+            raise KeyboardInterrupt
+        return counting(size, *args)
+
+    monkeypatch.setattr(fused, "call", interrupting)
+    calls.clear()
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data, config, val, compile=True)
+    cut = info.value.state
+    assert cut.step == FUSED_STEPS and cut.position == FUSED_STEPS * BATCH  # the second call's steps not taken
+    monkeypatch.setattr(fused, "call", counting)
+
+    def stop(state) -> None:
+        if state.step == config.record_every:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as at_check:
+        train(data, config, val, state=cut, compile=True, checkpoint_callback=stop)
+    saved = save_checkpoint(tmp_path / "cut.npz", config, at_check.value.state)
+    resumed = train(data, config, val, state=load_checkpoint(saved, device=backend).state, compile=True)
+    assert resumed.costs == compiled.costs and resumed.val_costs == compiled.val_costs
+    for key, value in compiled.parameters.items():
+        np.testing.assert_array_equal(to_numpy(resumed.parameters[key]), to_numpy(value))
+
+
 def test_the_compiled_checks_equal_the_eager_evaluation(backend, dtype):
     """The checks of a compiled run: the inference cost and the count of correct samples (batch norm's running
     statistics), against the public forward pass and labels counted on the host."""
@@ -244,6 +308,29 @@ def test_a_compiler_failure_is_one_clear_error(backend, monkeypatch, failing, wh
         "expected a working compiler there, or compile=False (the same numbers, eagerly)"
     )
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_a_failure_of_the_fused_call_is_one_clear_error(backend, monkeypatch):
+    if backend.compile_steps(lambda *a: a) is None:
+        pytest.skip(f"{backend.library} compiles single steps, not loops")
+
+    def failing_compile_steps(self, fn):
+        def fails(*args):
+            raise RuntimeError("out of memory while compiling the loop\nat ...")
+
+        return fails
+
+    monkeypatch.setattr(type(backend), "compile_steps", failing_compile_steps)
+    cached = compiled_module._compiled_steps
+    monkeypatch.setattr(compiled_module, cached.__name__, functools.lru_cache(maxsize=16)(cached.__wrapped__))
+    config = _config(num_iterations=FUSED_STEPS + 1, record_every=20)
+    with pytest.raises(BackendUnavailableError) as info:
+        train(_data(backend, n=FUSED_N), config, compile=True)
+    assert str(info.value) == (
+        f"compile: received True, but {backend.library} failed to compile and run the training steps fused into "
+        f"one call on {backend.name} (RuntimeError: out of memory while compiling the loop); expected a working "
+        "compiler there, or compile=False (the same numbers, eagerly)"
+    )
 
 
 def test_the_estimator_and_the_report_function_compile_too(backend):

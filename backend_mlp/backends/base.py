@@ -159,6 +159,18 @@ class Backend:
         """
         return None
 
+    def compile_steps(self, step: Any) -> Any:
+        """Several training steps as one compiled call, or ``None`` (the loop then calls the compiled step
+        once per batch).
+
+        ``step`` is the one :meth:`compile_step` compiles, called as ``step(parameters, optimizer_state,
+        bn_state, X_rows, Y_rows, idx, learning_rate)`` and returning a
+        :class:`~backend_mlp.training.step.StepOutput`.  The returned
+        function takes the same arguments with ``idx`` of shape (k, m), the k batches' indices in order,
+        and returns the state after the k steps, ``(parameters, optimizer_state, bn_state)``.
+        """
+        return None
+
     def compile_namespace(self) -> Any:
         """The array namespace a step handed to :meth:`compile_step` computes with (``xp`` unless overridden)."""
         return self.xp

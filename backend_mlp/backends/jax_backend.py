@@ -13,7 +13,9 @@ float64 data with a clear error.
 
 JAX arrays are immutable (``mutable_arrays`` is false: the training step runs
 pure), and the array-API namespace is ``jax.numpy`` itself.  The training
-step compiles with :func:`jax.jit` (:meth:`JaxBackend.compile_step`).
+step compiles with :func:`jax.jit` (:meth:`JaxBackend.compile_step`), and
+runs of steps between checks as one :func:`jax.lax.scan`
+(:meth:`JaxBackend.compile_steps`).
 """
 
 from __future__ import annotations
@@ -164,6 +166,25 @@ class JaxBackend(Backend):
         import jax
 
         return jax.jit(step)
+
+    def compile_steps(self, step: Any) -> Any:
+        """:func:`jax.lax.scan` of ``step`` over the batches' indices, under :func:`jax.jit`: k steps in
+        one dispatch.  A jitted call costs about as much again as the report network's step on the CPU (the
+        arguments' pytree flattened and checked, the result handed back to Python); a scan pays it once
+        per k steps (``docs/benchmarks.md``, "Round 7")."""
+        import jax
+
+        def steps(
+            parameters: Any, optimizer_state: Any, bn_state: Any, X_rows: Any, Y_rows: Any, idx: Any, lr: Any
+        ) -> Any:
+            def one(carry: Any, batch: Any) -> Any:
+                out = step(*carry, X_rows, Y_rows, batch, lr)
+                return (out.parameters, out.optimizer_state, out.bn_state), None
+
+            state, _ = jax.lax.scan(one, (parameters, optimizer_state, bn_state), idx)
+            return state
+
+        return jax.jit(steps)
 
     # ------------------------------------------------------------------ timing and memory
 

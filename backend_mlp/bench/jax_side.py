@@ -7,6 +7,9 @@ whole block uploaded once, each step slicing its span with
 ``lax.dynamic_slice``), and the parameters are donated, so XLA updates them
 in place.  Same initial weights and batches as backend_mlp's ``train()``;
 float64 through ``jax_enable_x64``.  No batch norm.
+
+:class:`JaxScanSide` runs the same step :data:`~backend_mlp.training.compiled.FUSED_STEPS`
+at a time in one :func:`jax.lax.scan`, as backend_mlp's compiled run on JAX does.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..initialization import initialize_parameters_host
-from .workloads import JAX, LEARNING_RATE, BlockIndices, HostData, Workload
+from ..training.compiled import FUSED_STEPS
+from .workloads import JAX, JAX_SCAN, LEARNING_RATE, BlockIndices, HostData, Workload
 
 
 def import_jax() -> Any:
@@ -55,24 +59,28 @@ class JaxJitSide:
 
     def _step(self, size: int) -> Any:
         if size not in self._steps:
-            jax, jnp = self.jax, self._jnp
-
-            def loss_fn(params: list[tuple[Any, Any]], xb: Any, yb: Any) -> Any:
-                a = xb
-                for W, b in params[:-1]:
-                    a = jax.nn.relu(a @ W.T + b)
-                W, b = params[-1]
-                logp = jax.nn.log_softmax(a @ W.T + b, axis=1)
-                return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
-
-            def step(params: list[tuple[Any, Any]], X: Any, y: Any, order: Any, start: Any) -> Any:
-                idx = jax.lax.dynamic_slice(order, (start,), (size,))
-                loss, grads = jax.value_and_grad(loss_fn)(params, X[idx], y[idx])
-                new = jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
-                return new, loss
-
-            self._steps[size] = jax.jit(step, donate_argnums=0)
+            self._steps[size] = self.jax.jit(self._step_function(size), donate_argnums=0)
         return self._steps[size]
+
+    def _step_function(self, size: int) -> Callable[..., Any]:
+        """``step(params, X, y, order, start) -> (params, loss)`` on the batch ``order[start:start + size]``."""
+        jax, jnp = self.jax, self._jnp
+
+        def loss_fn(params: list[tuple[Any, Any]], xb: Any, yb: Any) -> Any:
+            a = xb
+            for W, b in params[:-1]:
+                a = jax.nn.relu(a @ W.T + b)
+            W, b = params[-1]
+            logp = jax.nn.log_softmax(a @ W.T + b, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+        def step(params: list[tuple[Any, Any]], X: Any, y: Any, order: Any, start: Any) -> Any:
+            idx = jax.lax.dynamic_slice(order, (start,), (size,))
+            loss, grads = jax.value_and_grad(loss_fn)(params, X[idx], y[idx])
+            new = jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+            return new, loss
+
+        return step
 
     def _initial(self, workload: Workload) -> list[tuple[Any, Any]]:
         dims = workload.layer_dims
@@ -85,6 +93,10 @@ class JaxJitSide:
     def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
         block = BlockIndices.of(self.n_samples, workload.batch_size, self.seed, n_steps)
         plan = [(self._step(stop - start), start) for start, stop in block.spans()]
+        return self._runner(workload, block, plan)
+
+    def _runner(self, workload: Workload, block: BlockIndices, plan: list[tuple[Any, int]]) -> Callable[[], float]:
+        """The timed callable: the compiled calls of ``plan``, ``(function, start in the block's order)``."""
         params = self._initial(workload)
         flat = block.flat.astype(np.int32)
         X, y, jax = self.X, self.y, self.jax
@@ -116,3 +128,47 @@ class JaxJitSide:
             out[f"W{l}"] = np.asarray(W, dtype=np.float64)
             out[f"b{l}"] = np.asarray(b, dtype=np.float64).reshape(-1, 1)
         return out
+
+
+class JaxScanSide(JaxJitSide):
+    """:class:`JaxJitSide`'s step, :data:`FUSED_STEPS` consecutive full batches at a time in one
+    ``jax.lax.scan`` under ``jax.jit`` (parameters donated), the leftover steps one by one."""
+
+    label = JAX_SCAN
+
+    def _scan(self, size: int) -> Any:
+        key = -size  # beside the single steps, keyed by batch size
+        if key not in self._steps:
+            jax, jnp = self.jax, self._jnp
+            one = self._step_function(size)
+
+            def steps(params: list[tuple[Any, Any]], X: Any, y: Any, order: Any, start: Any) -> Any:
+                def body(p: Any, i: Any) -> Any:
+                    return one(p, X, y, order, start + i * size)
+
+                params, losses = jax.lax.scan(body, params, jnp.arange(FUSED_STEPS))
+                return params, losses[-1]
+
+            self._steps[key] = jax.jit(steps, donate_argnums=0)
+        return self._steps[key]
+
+    def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
+        block = BlockIndices.of(self.n_samples, workload.batch_size, self.seed, n_steps)
+        m, spans = workload.batch_size, block.spans()
+        plan, i = [], 0
+        while i < len(spans):
+            run = spans[i : i + FUSED_STEPS]
+            if len(run) == FUSED_STEPS and all(stop - start == m for start, stop in run):
+                plan.append((self._scan(m), run[0][0]))
+                i += FUSED_STEPS
+            else:
+                plan.append((self._step(spans[i][1] - spans[i][0]), spans[i][0]))
+                i += 1
+        return self._runner(workload, block, plan)
+
+    def warm_up_shapes(self, workload: Workload) -> None:
+        """Compile the scan, and the step of an epoch's last, smaller batch, outside the timing."""
+        super().warm_up_shapes(workload)
+        params = self._initial(workload)
+        order = self.jax.device_put(np.arange(FUSED_STEPS * workload.batch_size, dtype=np.int32), self.device)
+        self.jax.block_until_ready(self._scan(workload.batch_size)(params, self.X, self.y, order, 0))

@@ -5,7 +5,7 @@ callable to time, ``host_parameters()`` and ``supports(workload)``):
 backend_mlp's paths (``train`` eager on the chosen device, the functional API
 in a user's loop, ``train`` eager on PyTorch, ``train(compile=True)`` on JAX
 and on PyTorch) and the peers (PyTorch eager and ``torch.compile``, a
-hand-written ``jax.jit`` step, a minimal hand-written NumPy step,
+hand-written ``jax.jit`` step (alone, and fused in a ``lax.scan``), a minimal hand-written NumPy step,
 scikit-learn's ``MLPClassifier``); the PyTorch sides run on
 ``backend.hardware``, where backend_mlp computes.  A side whose library is
 missing, that cannot run a workload (batch norm) or whose compiler fails is
@@ -50,6 +50,7 @@ from .workloads import (
     FUNCTIONAL,
     HAND_NUMPY,
     JAX,
+    JAX_SCAN,
     N_TEST,
     N_TRAIN,
     SKLEARN,
@@ -76,13 +77,14 @@ SIDE_KEYS = {
     "torch": TORCH,
     "torch-compile": COMPILE,
     "jax": JAX,
+    "jax-scan": JAX_SCAN,
     "numpy": HAND_NUMPY,
     "sklearn": SKLEARN,
 }
 #: the sides timed unless ``--sides`` says otherwise (those of earlier rounds: the full set takes longer)
 DEFAULT_SIDES = ("bm", "fn", "torch", "torch-compile")
 #: the sides ``--no-compile`` leaves out
-COMPILED_SIDES = (BM_JAX, BM_TORCH_COMPILE, COMPILE, JAX)
+COMPILED_SIDES = (BM_JAX, BM_TORCH_COMPILE, COMPILE, JAX, JAX_SCAN)
 #: suffix of the ``check_max_rel_diff`` / ``max_rel_diff_end`` keys of each side compared with ``train``
 DIFF_SUFFIX = {
     TORCH: "",
@@ -92,6 +94,7 @@ DIFF_SUFFIX = {
     BM_JAX: "_bm_jax",
     BM_TORCH_COMPILE: "_bm_torch_compile",
     JAX: "_jax",
+    JAX_SCAN: "_jax_scan",
     HAND_NUMPY: "_numpy_by_hand",
     SKLEARN: "_sklearn",
 }
@@ -105,6 +108,7 @@ RATIOS = {
     "ratio_vs_jax": (TRAIN, JAX),
     "ratio_vs_sklearn": (TRAIN, SKLEARN),
     "ratio_bm_jax_vs_jax": (BM_JAX, JAX),
+    "ratio_bm_jax_vs_jax_scan": (BM_JAX, JAX_SCAN),
     "ratio_bm_torch_vs_torch": (BM_TORCH, TORCH),
     "ratio_bm_torch_compile_vs_torch_compile": (BM_TORCH_COMPILE, COMPILE),
 }
@@ -288,7 +292,7 @@ class Benchmark:
             module = importer()
             return self.skip(label, f"{what} is not installed") if module is None else make(module)
 
-        from .jax_side import JaxJitSide, import_jax
+        from .jax_side import JaxJitSide, JaxScanSide, import_jax
         from .numpy_side import HandNumpySide
         from .sklearn_side import SklearnSide, import_sklearn_mlp
 
@@ -299,6 +303,7 @@ class Benchmark:
             (TORCH, lambda: torch_side(False)),
             (COMPILE, lambda: torch_side(True)),
             (JAX, lambda: peer(JAX, import_jax, "JAX", lambda jax: JaxJitSide(jax, data, dtype, seed))),
+            (JAX_SCAN, lambda: peer(JAX_SCAN, import_jax, "JAX", lambda jax: JaxScanSide(jax, data, dtype, seed))),
             (HAND_NUMPY, lambda: peer(HAND_NUMPY, lambda: np, "NumPy", lambda _: HandNumpySide(data, dtype, seed))),
             (SKLEARN, lambda: peer(SKLEARN, import_sklearn_mlp, "scikit-learn",
                                    lambda mlp: SklearnSide(mlp, data, dtype, seed))),

@@ -14,13 +14,15 @@ from .workloads import (
     FUNCTIONAL,
     HAND_NUMPY,
     JAX,
+    JAX_SCAN,
     SKLEARN,
     TORCH,
     TRAIN,
 )
 
 #: the per-step table's sides, left to right: backend_mlp's paths, then the peers
-STEP_SIDES = (TRAIN, FUNCTIONAL, BM_TORCH, BM_JAX, BM_TORCH_COMPILE, HAND_NUMPY, TORCH, COMPILE, JAX, SKLEARN)
+STEP_SIDES = (TRAIN, FUNCTIONAL, BM_TORCH, BM_JAX, BM_TORCH_COMPILE, HAND_NUMPY, TORCH, COMPILE, JAX, JAX_SCAN,
+              SKLEARN)
 
 #: (header, width) left to right; a negative width left-aligns
 _COLUMNS: list[tuple[str, int]] = [

@@ -69,7 +69,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         default=",".join(DEFAULT_SIDES),
         help="sides to time, comma separated: bm (train() on --device, always timed: the reference), fn (the "
         "functional API), bm-torch (train() on PyTorch), bm-jax (train(compile=True) on JAX), bm-torch-compile "
-        "(train(compile=True) on PyTorch), torch, torch-compile, jax (a hand-written jax.jit step), numpy (a "
+        "(train(compile=True) on PyTorch), torch, torch-compile, jax (a hand-written jax.jit step), jax-scan (that "
+        "step fused 8 at a time in a lax.scan, as bm-jax fuses them), numpy (a "
         "hand-written NumPy step), sklearn (MLPClassifier); a side whose library is missing is skipped with a note",
     )
     p.add_argument("--memory", action="store_true", help="also measure Section 4's peak memory (real MNIST)")

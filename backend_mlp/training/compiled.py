@@ -17,6 +17,12 @@ decaying rate recompiles nothing).  It is compiled once per configuration,
 training data (shape and dtype) and batch size: the epoch's smaller last batch
 adds one compile, and later :func:`~backend_mlp.training.train` calls with the
 same settings and data reuse it (see :func:`compiled_step`).
+
+Where the library can also compile a loop (JAX: :func:`jax.lax.scan`), the
+steps between two checks run :data:`FUSED_STEPS` at a time as one call
+(:func:`compiled_steps`), so the cost of a call is paid once per
+:data:`FUSED_STEPS` steps; a record step, and the steps that do not fill a
+fused call within one epoch, run alone.
 """
 
 from __future__ import annotations
@@ -45,9 +51,9 @@ class Compiled:
     def __init__(self, backend: Backend, fn: Callable[..., Any]) -> None:
         self.backend = backend
         self.fn = fn
-        self.batch_sizes: set[int] = set()  # those compiled so far
+        self.batch_sizes: set[Any] = set()  # those compiled so far
 
-    def call(self, size: int, *args: Any) -> tuple[Any, float]:
+    def call(self, size: Any, *args: Any) -> tuple[Any, float]:
         """``(fn(*args), compile_seconds)``: the result, and the time its compilation took (0 once compiled).
 
         A call with a new ``size`` compiles; it is timed to its end (the backend
@@ -102,6 +108,17 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
     optimizer that cannot be hashed (a custom one holding a list, say) gets a
     step of its own, compiled again by each call.
     """
+    return _cached(_compiled_step, backend, config, X_rows)
+
+
+def compiled_steps(backend: Backend, config: TrainingConfig, X_rows: Array) -> CompiledSteps | None:
+    """:data:`FUSED_STEPS` training steps as one compiled call (``Backend.compile_steps``: a
+    :func:`jax.lax.scan` on JAX), or ``None`` where the backend compiles single steps only.  Cached as
+    :func:`compiled_step` is."""
+    return _cached(_compiled_steps, backend, config, X_rows)
+
+
+def _cached(make: Any, backend: Backend, config: TrainingConfig, X_rows: Array) -> Any:
     step_config = TrainingConfig(
         layer_dims=config.layer_dims,
         batchnorm=config.batchnorm,
@@ -112,12 +129,12 @@ def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> Co
     try:
         hash(key)
     except TypeError:
-        return _compiled_step.__wrapped__(*key)
-    return _compiled_step(*key)
+        return make.__wrapped__(*key)
+    return make(*key)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str) -> CompiledStep | None:
+def _step_function(backend: Backend, config: TrainingConfig) -> Callable[..., StepOutput]:
+    """The gather and the pure step as one function of arrays, what the backend's compiler is handed."""
     xp = backend.compile_namespace()
 
     def step(
@@ -132,8 +149,47 @@ def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, .
         Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
         return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, PURE, learning_rate)
 
-    fn = backend.compile_step(step)
+    return step
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str) -> CompiledStep | None:
+    fn = backend.compile_step(_step_function(backend, config))
     return None if fn is None else CompiledStep(backend, fn)
+
+
+#: the steps one fused call runs (:func:`compiled_steps`): on the report network on a CPU, 8 steps in one
+#: ``jax.lax.scan`` measured about as fast per step as 16 or 32, and each further length would compile
+#: again (``docs/benchmarks.md``, "Round 7")
+FUSED_STEPS = 8
+
+
+class CompiledSteps(Compiled):
+    """Consecutive training steps as one compiled call; called like the step with ``idx`` (k, m), it returns
+    the state after the k steps, ``(parameters, optimizer_state, bn_state)``."""
+
+    what = "the training steps fused into one call"
+
+    def __call__(
+        self,
+        parameters: dict[str, Array],
+        optimizer_state: dict[str, Array],
+        bn_state: dict[str, Array],
+        X_rows: Array,
+        Y_rows: Array,
+        idx: Array,
+        learning_rate: Array,
+    ) -> tuple[tuple[dict[str, Array], dict[str, Array], dict[str, Array]], float]:
+        args = (parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
+        return self.call(tuple(int(n) for n in idx.shape), *args)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_steps(
+    backend: Backend, config: TrainingConfig, shape: tuple[int, ...], dtype: str
+) -> CompiledSteps | None:
+    fn = backend.compile_steps(_step_function(backend, config))
+    return None if fn is None else CompiledSteps(backend, fn)
 
 
 class CompiledEvaluation(Compiled):

@@ -33,7 +33,9 @@ at record steps and one small index upload per epoch.  With ``compile=True``
 the gather and the step run as one function compiled by the backend's library
 (:mod:`.compiled`; on JAX it takes each batch's host indices, copied in by the
 call itself, and the learning rate is a 0-d device array, uploaded again when
-it decays), and so do the checks' forward pass, cost and accuracy; the first
+it decays); where the library compiles loops (JAX), the steps between checks
+run :data:`~.compiled.FUSED_STEPS` at a time as one call.  The checks' forward
+pass, cost and accuracy are compiled too; the first
 call for each shape compiles and synchronises, to time the compilation
 apart.  The numbers agree with the eager step to rounding, and checkpoints,
 resume and early stopping are the same.
@@ -56,7 +58,7 @@ from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
 from ..ops import ops_for
-from .compiled import CompiledStep, compiled_evaluation, compiled_step, eager_notice
+from .compiled import FUSED_STEPS, CompiledStep, compiled_evaluation, compiled_step, compiled_steps, eager_notice
 from .config import TrainingConfig, configure
 from .evaluation import evaluate
 from .state import ProgressEvent, TrainingResult, TrainingState, new_training_state, state_shapes
@@ -299,6 +301,8 @@ class _Loop:
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
         self.compiled: CompiledStep | None = compiled_step(self.backend, config, train_data.X_rows) if compile else None
+        # several steps as one compiled call, where the library compiles loops (None: one call per step)
+        self.fused = compiled_steps(self.backend, config, train_data.X_rows) if self.compiled is not None else None
         # the data of the checks: the validation set, else the first training samples; compiled with the step
         k = min(train_data.n_samples, _REFERENCE_SAMPLES)
         self.check_data = (
@@ -334,6 +338,8 @@ class _Loop:
         st, cfg, backend, compiled = self.state, self.config, self.backend, self.compiled
         xp, X_rows, Y_rows = self.step_xp, self.data.X_rows, self.data.Y_rows
         while st.step < cfg.num_iterations and st.stopped_reason is None:
+            if self.fused is not None and self._run_fused():
+                continue
             idx = self._next_batch_indices()
             before = st.parameters
             lr = cfg.learning_rate_at(st.epochs_completed)
@@ -360,6 +366,32 @@ class _Loop:
                 self._record(*costs)
         if st.stopped_reason is None:
             st.stopped_reason = "num_iterations"
+
+    def _run_fused(self) -> bool:
+        """Run the next :data:`FUSED_STEPS` steps as one compiled call, if they are full batches of one epoch
+        and none is a record step; ``False`` (and nothing run) otherwise."""
+        st, cfg, k = self.state, self.config, FUSED_STEPS
+        if min(cfg.record_every - 1 - st.step % cfg.record_every, cfg.num_iterations - 1 - st.step) < k:
+            return False
+        start, _, new_epoch = next_span(st, self.rng, self.n_samples, cfg.batch_size)  # the step would draw it too
+        if new_epoch:
+            self.device_order = None  # a single step after this one uploads the new order
+        m = cfg.batch_size
+        if self.n_samples - start < k * m:
+            return False
+        idx = st.order[start : start + k * m].reshape(k, m)
+        if not self.host_indices:
+            idx = self.backend.asarray(idx)
+        lr = self._lr_on_device(cfg.learning_rate_at(st.epochs_completed))
+        (parameters, optimizer_state, bn_state), seconds = self.fused(
+            st.parameters, st.optimizer_state, st.bn_state, self.data.X_rows, self.data.Y_rows, idx, lr
+        )
+        st.compile_seconds += seconds
+        # committed as one: a Ctrl-C during the call leaves the state as it was before the k steps
+        st.parameters, st.optimizer_state, st.bn_state = parameters, optimizer_state, bn_state
+        st.position += k * m
+        st.step += k
+        return True
 
     def _lr_on_device(self, lr: float) -> Array:
         """``lr`` as a 0-d array of the data's dtype (an argument of the compiled step, re-made when it changes)."""
