@@ -18,6 +18,7 @@ from ..data import Dataset
 from ..losses import compute_cost
 from ..network import L_model_backward, L_model_forward, predict, update_parameters
 from ..training import TrainingConfig, TrainingState, new_training_state, train
+from ..training.compiled import FUSED_STEPS
 from .workloads import FUNCTIONAL, LEARNING_RATE, N_CLASSES, TRAIN, BlockIndices, HostData, Workload
 
 #: samples of the validation set ``train()`` checks on (see :class:`BackendMLPSide`)
@@ -116,9 +117,13 @@ class BackendMLPSide:
         return None
 
     def warm_up_shapes(self, workload: Workload) -> None:
-        """Compiled paths: run past an epoch's last, smaller batch once, so it compiles outside the timing."""
-        if self.compile and self.n_samples % workload.batch_size:
-            self.prepare(workload, self.n_samples // workload.batch_size + 1)()
+        """Compiled paths: run past an epoch's last, smaller batch, and past one fused call of
+        :data:`FUSED_STEPS` steps, once, so that they compile outside the timing."""
+        if self.compile:
+            steps = FUSED_STEPS + 1  # the fused call, then the record step
+            if self.n_samples % workload.batch_size:
+                steps = max(steps, self.n_samples // workload.batch_size + 1)
+            self.prepare(workload, steps)()
 
     def prepare_predict(self, workload: Workload) -> Callable[[], Any]:
         params, bn_state, bn = self.parameters, self.bn_state, workload.bn_config

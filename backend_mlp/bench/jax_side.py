@@ -96,10 +96,16 @@ class JaxJitSide:
         return self._runner(workload, block, plan)
 
     def _runner(self, workload: Workload, block: BlockIndices, plan: list[tuple[Any, int]]) -> Callable[[], float]:
-        """The timed callable: the compiled calls of ``plan``, ``(function, start in the block's order)``."""
-        params = self._initial(workload)
+        """The timed callable: the compiled calls of ``plan``, ``(function, start in the block's order)``.
+
+        Each function is called once here, from fresh parameters, on an order as long as the block's: a
+        jitted function compiles again for every new length of its arguments, and that is not timed."""
         flat = block.flat.astype(np.int32)
         X, y, jax = self.X, self.y, self.jax
+        warm = jax.device_put(flat, self.device)
+        for fn in {id(fn): fn for fn, _ in plan}.values():
+            jax.block_until_ready(fn(self._initial(workload), X, y, warm, 0))
+        params = self._initial(workload)
 
         def run() -> float:
             nonlocal params
@@ -153,22 +159,21 @@ class JaxScanSide(JaxJitSide):
         return self._steps[key]
 
     def prepare(self, workload: Workload, n_steps: int) -> Callable[[], float]:
+        """The calls ``train(compile=True)`` makes for a block (one record step, its last): runs of
+        :data:`FUSED_STEPS` full batches within one epoch as one scan, every other step alone."""
         block = BlockIndices.of(self.n_samples, workload.batch_size, self.seed, n_steps)
-        m, spans = workload.batch_size, block.spans()
+        m, n, spans = workload.batch_size, self.n_samples, block.spans()
         plan, i = [], 0
         while i < len(spans):
             run = spans[i : i + FUSED_STEPS]
-            if len(run) == FUSED_STEPS and all(stop - start == m for start, stop in run):
+            if (
+                i + FUSED_STEPS < len(spans)  # the block's last step is a record step, alone
+                and all(stop - start == m for start, stop in run)
+                and run[0][0] // n == (run[-1][1] - 1) // n  # one epoch: an epoch is n samples of the order
+            ):
                 plan.append((self._scan(m), run[0][0]))
                 i += FUSED_STEPS
             else:
                 plan.append((self._step(spans[i][1] - spans[i][0]), spans[i][0]))
                 i += 1
         return self._runner(workload, block, plan)
-
-    def warm_up_shapes(self, workload: Workload) -> None:
-        """Compile the scan, and the step of an epoch's last, smaller batch, outside the timing."""
-        super().warm_up_shapes(workload)
-        params = self._initial(workload)
-        order = self.jax.device_put(np.arange(FUSED_STEPS * workload.batch_size, dtype=np.int32), self.device)
-        self.jax.block_until_ready(self._scan(workload.batch_size)(params, self.X, self.y, order, 0))

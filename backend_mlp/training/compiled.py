@@ -22,7 +22,8 @@ Where the library can also compile a loop (JAX: :func:`jax.lax.scan`), the
 steps between two checks run :data:`FUSED_STEPS` at a time as one call
 (:func:`compiled_steps`), so the cost of a call is paid once per
 :data:`FUSED_STEPS` steps; a record step, and the steps that do not fill a
-fused call within one epoch, run alone.
+fused call within one epoch, run alone.  The fused call is one more compile
+(once per configuration, data and batch size, like the step).
 """
 
 from __future__ import annotations
