@@ -46,12 +46,12 @@ def _linear_backward(
     """Given ``dZ`` = dcost/dZ (n_l, m): ``(dA_prev, dW, db)``, each a fresh array.
 
     ``dW = dZ @ A_prev.T`` (``ops.weight_gradient``), ``db = sum(dZ, axis=1)``,
-    ``dA_prev = W.T @ dZ``; ``dA_prev`` is ``None`` when ``need_dA_prev`` is
+    ``dA_prev = W.T @ dZ`` (``ops.input_gradient``); ``dA_prev`` is ``None`` when ``need_dA_prev`` is
     false (the first layer).
     """
     dW = ops.weight_gradient(dZ, A_prev)
     db = xp.sum(dZ, axis=1, keepdims=True)
-    dA_prev = W.T @ dZ if need_dA_prev else None
+    dA_prev = ops.input_gradient(W, dZ) if need_dA_prev else None
     return dA_prev, dW, db
 
 

@@ -349,8 +349,9 @@ def test_numpy_products_agree_with_matmul_to_rounding(dtype: str, n_out: int, m:
 
 
 def test_the_linear_kernels_take_the_backends_products() -> None:
-    """``ops_for(mutable, backend.matmul, backend.weight_gradient)``: every forward product and every weight
-    gradient goes through the backend's own product, with the results of the plain step to float32 rounding."""
+    """``ops_for(mutable, backend.matmul, backend.weight_gradient, backend.input_gradient)``: every forward
+    product, weight gradient and gradient handed down goes through the backend's own product, with the results
+    of the plain step to float32 rounding."""
     from backend_mlp.backends import NumpyBackend
     from backend_mlp.initialization import initialize_parameters_host
     from backend_mlp.network import _backward, _forward
@@ -366,19 +367,27 @@ def test_the_linear_kernels_take_the_backends_products() -> None:
         calls.append(("weight_gradient", dZ.shape, A_prev.shape))
         return NumpyBackend.weight_gradient(dZ, A_prev)
 
+    def counting_input_gradient(W, dZ):
+        calls.append(("input_gradient", W.shape, dZ.shape))
+        return W.T @ dZ
+
     dims = [784, 20, 7, 10]
     params = {k: v.astype(np.float32) for k, v in initialize_parameters_host(dims, 0, None).items()}
     rng = np.random.default_rng(0)
     rows = rng.random((300, 784), dtype=np.float32)
     Xb = np.take(rows, np.arange(256), axis=0).T
     Y = np.eye(10, dtype=np.float32)[:, rng.integers(0, 10, 256)]
-    ops = ops_for(True, counting, counting_gradient)
-    assert ops.inplace and ops is ops_for(True, counting, counting_gradient) and ops_for(True) is not ops
+    ops = ops_for(True, counting, counting_gradient, counting_input_gradient)
+    assert ops.inplace and ops is ops_for(True, counting, counting_gradient, counting_input_gradient)
+    assert ops_for(True) is not ops
     # one hook alone: the other product stays the plain one
     only_gradient, only_matmul = ops_for(False, None, counting_gradient), ops_for(False, counting)
     assert not only_gradient.inplace and only_gradient.matmul(params["W1"], Xb).flags.c_contiguous
     assert only_gradient.weight_gradient is counting_gradient and only_matmul.matmul is counting
     np.testing.assert_array_equal(only_matmul.weight_gradient(Y, Xb), Y @ Xb.T)
+    only_input = ops_for(False, None, None, counting_input_gradient)
+    assert only_input.input_gradient is counting_input_gradient and not only_input.inplace
+    assert only_input.matmul(params["W1"], Xb).flags.c_contiguous  # the plain product
     calls.clear()
     AL, caches, _ = _forward(np, ops, Xb, params, 3, None, True, None)
     grads = _backward(np, ops, AL, Y, caches, 0.0)
@@ -386,7 +395,9 @@ def test_the_linear_kernels_take_the_backends_products() -> None:
     ref_grads = _backward(np, PURE, reference, Y, ref_caches, 0.0)
     assert [c[:2] for c in calls] == [
         ("matmul", (20, 784)), ("matmul", (7, 20)), ("matmul", (10, 7)),
-        ("weight_gradient", (10, 256)), ("weight_gradient", (7, 256)), ("weight_gradient", (20, 256)),
+        ("weight_gradient", (10, 256)), ("input_gradient", (10, 7)),
+        ("weight_gradient", (7, 256)), ("input_gradient", (7, 20)),
+        ("weight_gradient", (20, 256)),  # the first layer hands nothing down
     ]
     np.testing.assert_allclose(AL, reference, rtol=1e-5, atol=1e-7)
     assert sorted(grads) == sorted(ref_grads)

@@ -164,6 +164,26 @@ def test_compile_step_is_jax_jit():
     assert compiled._cache_size() == 1
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_cpu_forms_a_large_layers_input_gradient_rows_first(dtype):
+    """On a CPU the gradient handed down, ``W.T @ dZ``, goes through the backend's product: for a large ``W``
+    ``(dZ.T @ W).T`` behind an optimisation barrier (XLA's faster GEMM), for a small one the plain product;
+    both the plain product's values to float rounding, and the compiled step uses it too."""
+    backend = resolve_backend("jax")
+    assert backend.input_gradient is jax_backend.rows_first_input_gradient
+    assert backend.kernel_ops(False).input_gradient is jax_backend.rows_first_input_gradient
+    rng = np.random.default_rng(0)
+    eps = float(np.finfo(dtype).eps)
+    for n_out, n_in, barrier in ((7, 20, False), (256, 300, True)):
+        W, dZ = rng.standard_normal((n_out, n_in)), rng.standard_normal((n_out, 64))
+        got = to_numpy(backend.input_gradient(backend.asarray(W, dtype), backend.asarray(dZ, dtype)))
+        Wd, dZd = W.astype(dtype).astype(np.float64), dZ.astype(dtype).astype(np.float64)
+        assert got.shape == (n_in, 64) and got.dtype == np.dtype(dtype)
+        assert np.all(np.abs(got - Wd.T @ dZd) <= n_out * eps * (np.abs(Wd).T @ np.abs(dZd)))
+        jaxpr = str(jax.make_jaxpr(backend.input_gradient)(backend.asarray(W, dtype), backend.asarray(dZ, dtype)))
+        assert ("optimization_barrier" in jaxpr) == barrier
+
+
 def test_describe_names_the_versions():
     info = resolve_backend("jax").describe()
     assert info["backend"] == "jax:cpu" and info["jax"] == jax.__version__ and "jaxlib" in info

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np  # host-side conversion only
 
 from ..errors import InputValidationError
+from ..ops import Ops, ops_for
 
 DTYPES = ("float32", "float64")
 
@@ -72,6 +73,8 @@ class Backend:
     matmul: ClassVar[Any] = None
     #: likewise for a layer's weight gradient ``dZ @ A_prev.T``; ``None``: that plain product
     weight_gradient: ClassVar[Any] = None
+    #: likewise for the gradient a layer hands down, ``W.T @ dZ``; ``None``: that plain product
+    input_gradient: ClassVar[Any] = None
 
     # ------------------------------------------------------------------ which arrays are ours
 
@@ -144,6 +147,11 @@ class Backend:
     def take_columns(self, rows: Any, idx: Any) -> Any:
         """The rows ``idx`` of ``rows`` (n, k) as columns: (k, m)."""
         return self.xp.take(rows, idx, axis=0).T
+
+    def kernel_ops(self, inplace: bool) -> Ops:
+        """The linear kernels' arithmetic (:func:`~backend_mlp.ops.ops_for`): in place on fresh temporaries or
+        pure, with this backend's own products (:attr:`matmul`, :attr:`weight_gradient`, :attr:`input_gradient`)."""
+        return ops_for(inplace, self.matmul, self.weight_gradient, self.input_gradient)
 
     def step_namespace(self) -> Any:
         """The array namespace the eager training step computes with: ``xp``, or a twin of it with the same

@@ -1,7 +1,8 @@
 """The training step and the checks' evaluation compiled by the backend's library (``train(..., compile=True)``).
 
-The very same pure array-API step (:func:`~backend_mlp.training.step._train_step`
-under ``PURE``), together with the batch gather, handed to the backend's
+The very same pure array-API step (:func:`~backend_mlp.training.step._train_step`,
+pure, with the backend's own products: ``Backend.kernel_ops(False)``), together
+with the batch gather, handed to the backend's
 compiler (:meth:`Backend.compile_step <backend_mlp.backends.Backend.compile_step>`:
 :func:`jax.jit` on JAX, :func:`torch.compile` on PyTorch).  Libraries without a
 compiler run the step eagerly; :func:`eager_notice` says so in one line.
@@ -35,7 +36,6 @@ from typing import Any
 
 from ..backends import Backend
 from ..errors import BackendUnavailableError
-from ..ops import PURE
 from .config import TrainingConfig
 from .evaluation import _cost_and_hits
 from .step import StepOutput, _train_step
@@ -137,6 +137,7 @@ def _cached(make: Any, backend: Backend, config: TrainingConfig, X_rows: Array) 
 def _step_function(backend: Backend, config: TrainingConfig) -> Callable[..., StepOutput]:
     """The gather and the pure step as one function of arrays, what the backend's compiler is handed."""
     xp = backend.compile_namespace()
+    ops = backend.kernel_ops(False)  # pure, with the backend's own products
 
     def step(
         parameters: dict[str, Array],
@@ -148,7 +149,7 @@ def _step_function(backend: Backend, config: TrainingConfig) -> Callable[..., St
         learning_rate: Array,
     ) -> StepOutput:
         Xb, Yb = backend.take_batch(X_rows, Y_rows, idx)
-        return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, PURE, learning_rate)
+        return _train_step(xp, config, parameters, optimizer_state, bn_state, Xb, Yb, ops, learning_rate)
 
     return step
 

@@ -57,7 +57,6 @@ from ..backends.blas_threads import BlasThreadLimit, check_blas_threads
 from ..data import Dataset
 from ..errors import InputValidationError, TrainingDivergedError, TrainingInterrupted
 from ..losses import _cross_entropy, _l2_penalty
-from ..ops import ops_for
 from .compiled import FUSED_STEPS, CompiledStep, compiled_evaluation, compiled_step, compiled_steps, eager_notice
 from .config import TrainingConfig, configure
 from .evaluation import evaluate
@@ -296,7 +295,7 @@ class _Loop:
         self.strikes = 0  # checks in a row at chance level with an exploding cost
         self.last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None  # (step, params, bn_state)
         # pure, or in place on fresh temporaries; with the backend's own products where it has them
-        self.ops = ops_for(self.backend.mutable_arrays, self.backend.matmul, self.backend.weight_gradient)
+        self.ops = self.backend.kernel_ops(self.backend.mutable_arrays)
         self.step_xp = self.backend.step_namespace()  # the eager step's namespace (xp, or its faster twin)
         self.blas_threads = BlasThreadLimit(self.backend, config.layer_dims, config.batch_size, blas_threads)
         # the compiled step (None: eager), its learning rate on the device, and whether it takes host indices
