@@ -92,10 +92,15 @@ class CompiledStep(Compiled):
         Y_rows: Array,
         idx: Array,
         learning_rate: Array,
-    ) -> tuple[StepOutput, float]:
+    ) -> tuple[Any, float]:
         """``(StepOutput, compile_seconds)`` of the step on the rows ``idx`` (see :meth:`Compiled.call`)."""
         args = (parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
-        return self.call(int(idx.shape[0]), *args)  # everything else is fixed by compiled_step's cache key
+        return self.call(self.size_of(idx), *args)  # everything else is fixed by the cache key
+
+    @staticmethod
+    def size_of(idx: Array) -> Any:
+        """What a new compile depends on: the batch size."""
+        return int(idx.shape[0])
 
 
 def compiled_step(backend: Backend, config: TrainingConfig, X_rows: Array) -> CompiledStep | None:
@@ -166,24 +171,15 @@ def _compiled_step(backend: Backend, config: TrainingConfig, shape: tuple[int, .
 FUSED_STEPS = 8
 
 
-class CompiledSteps(Compiled):
+class CompiledSteps(CompiledStep):
     """Consecutive training steps as one compiled call; called like the step with ``idx`` (k, m), it returns
-    the state after the k steps, ``(parameters, optimizer_state, bn_state)``."""
+    ``((parameters, optimizer_state, bn_state), compile_seconds)``, the state after the k steps."""
 
     what = "the training steps fused into one call"
 
-    def __call__(
-        self,
-        parameters: dict[str, Array],
-        optimizer_state: dict[str, Array],
-        bn_state: dict[str, Array],
-        X_rows: Array,
-        Y_rows: Array,
-        idx: Array,
-        learning_rate: Array,
-    ) -> tuple[tuple[dict[str, Array], dict[str, Array], dict[str, Array]], float]:
-        args = (parameters, optimizer_state, bn_state, X_rows, Y_rows, idx, learning_rate)
-        return self.call(tuple(int(n) for n in idx.shape), *args)
+    @staticmethod
+    def size_of(idx: Array) -> Any:
+        return tuple(int(n) for n in idx.shape)
 
 
 @functools.lru_cache(maxsize=16)
