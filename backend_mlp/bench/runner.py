@@ -527,7 +527,9 @@ def matmul_libraries(torch: Any) -> dict[str, str]:
             "BLAS_INFO=")), "unknown")
         out["torch (backend_mlp torch, torch, torch.compile)"] = f"{blas}, {torch.get_num_threads()} threads"
     try:
-        out["jax (backend_mlp jax.jit, jax.jit)"] = f"XLA CPU (own GEMM: Eigen / oneDNN), jaxlib {version('jaxlib')}"
+        out["jax (backend_mlp jax.jit, jax.jit, jax.jit scan)"] = (
+            f"XLA CPU (own GEMMs: XNNPACK fusions, Eigen), jaxlib {version('jaxlib')}"
+        )
     except PackageNotFoundError:
         pass
     return out
