@@ -120,14 +120,6 @@ class JaxJitSide:
 
         return run
 
-    def warm_up_shapes(self, workload: Workload) -> None:
-        """Compile the step of an epoch's last, smaller batch outside the timing."""
-        last = self.n_samples % workload.batch_size
-        if last:
-            params = self._initial(workload)
-            order = self.jax.device_put(np.arange(last, dtype=np.int32), self.device)
-            self.jax.block_until_ready(self._step(last)(params, self.X, self.y, order, 0))
-
     def host_parameters(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for l, (W, b) in enumerate(self.parameters, start=1):

@@ -351,7 +351,7 @@ class _Loop:
                 )
                 st.compile_seconds += seconds
             costs = None
-            if (st.step + 1) % cfg.record_every == 0 or st.step + 1 == cfg.num_iterations:
+            if self._steps_before_record() == 0:
                 if compiled is not None:  # the batch's labels (the compiled step gathered its own)
                     Yb = backend.take_columns(Y_rows, idx)
                 costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
@@ -366,11 +366,18 @@ class _Loop:
         if st.stopped_reason is None:
             st.stopped_reason = "num_iterations"
 
+    def _steps_before_record(self) -> int:
+        """How many steps from the next one on come before a record step (0: the next step records).
+
+        Step ``s`` (0-based) records when ``s + 1`` is a multiple of ``record_every`` or the last step."""
+        st, cfg = self.state, self.config
+        return min(cfg.record_every - 1 - st.step % cfg.record_every, cfg.num_iterations - 1 - st.step)
+
     def _run_fused(self) -> bool:
         """Run the next :data:`FUSED_STEPS` steps as one compiled call, if they are full batches of one epoch
         and none is a record step; ``False`` (and nothing run) otherwise."""
         st, cfg, k = self.state, self.config, FUSED_STEPS
-        if min(cfg.record_every - 1 - st.step % cfg.record_every, cfg.num_iterations - 1 - st.step) < k:
+        if self._steps_before_record() < k:
             return False
         start, _, new_epoch = next_span(st, self.rng, self.n_samples, cfg.batch_size)  # the step would draw it too
         if new_epoch:
