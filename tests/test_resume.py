@@ -9,6 +9,7 @@ checkpoint there.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,40 @@ def test_ctrl_c_during_a_record_step_leaves_the_state_before_that_step(
     monkeypatch.setattr(training.loop._Loop, "_check_data_cost", original)
     cut = info.value.state
     assert cut.step == 119 and [s for s, _ in cut.costs][-1] == 110 and [s for s, _ in cut.val_costs][-1] == 110
+    path = save_checkpoint(tmp_path / "cut.npz", config, cut)
+    loaded = load_checkpoint(path, device=backend_of(cut.parameters["W1"])).state
+    _assert_same(train(data[0], config, data[1], state=loaded), full)
+
+
+def test_a_ctrl_c_while_a_step_is_recorded_is_raised_once_the_record_is_whole(
+    tmp_path: Path, data: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT that arrives after a record step's measurements, while the step is committed and recorded
+    (here: as its early-stopping verdict is being taken), is raised when the record is whole: the interrupted
+    state holds that step with its costs, best check and verdict, and resuming it ends as the uninterrupted
+    run did.  Raised where it arrived, it would leave the step without its verdict, and the resumed run
+    would train on past the stop."""
+    from backend_mlp.training import loop
+
+    config = _config(False, early_stopping=True, min_improvement=2e-3, num_iterations=5000)
+    full = train(data[0], config, data[1])
+    stop = full.state.step
+    assert full.stopped_reason == "early_stopping" and stop > 30
+    verdict = loop.stale_checks
+
+    def ctrl_c_inside(val_costs: list[tuple[int, float]], min_improvement: float) -> int:
+        if val_costs[-1][0] == stop:
+            signal.raise_signal(signal.SIGINT)  # its handler runs at the next bytecode, inside the record
+        return verdict(val_costs, min_improvement)
+
+    monkeypatch.setattr(loop, "stale_checks", ctrl_c_inside)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(data[0], config, data[1])
+    monkeypatch.undo()
+    cut = info.value.state
+    assert cut.step == stop and cut.costs[-1][0] == stop and cut.val_costs[-1][0] == stop
+    assert cut.stopped_reason == "early_stopping" and cut.best_step == full.state.best_step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     path = save_checkpoint(tmp_path / "cut.npz", config, cut)
     loaded = load_checkpoint(path, device=backend_of(cut.parameters["W1"])).state
     _assert_same(train(data[0], config, data[1], state=loaded), full)

@@ -39,11 +39,20 @@ pass, cost and accuracy are compiled too; the first
 call for each shape compiles and synchronises, to time the compilation
 apart.  The numbers agree with the eager step to rounding, and checkpoints,
 resume and early stopping are the same.
+
+A Ctrl-C raises :class:`TrainingInterrupted` carrying a state that a resumed
+run continues bit for bit: a step becomes the state's only once it is complete,
+in one indivisible update (``_Loop._commit``), and a record step's commit and
+its record (costs, best check, verdicts) run with Ctrl-C held until both are
+made (:func:`_signals_held`); the callbacks run after, interruptible.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -64,6 +73,7 @@ from .state import ProgressEvent, TrainingResult, TrainingState, new_training_st
 from .step import _train_step
 
 Array = Any
+Tree = dict[str, Array]
 
 #: a check whose cost exceeds this multiple of the initial network's cost diverged
 EXPLOSION = 10.0
@@ -199,6 +209,36 @@ def _check_state(state: TrainingState, train_data: Dataset, config: TrainingConf
                 f"{name}: received {got!r}; expected {shapes!r}, the state of a run with layer_dims "
                 f"{list(config.layer_dims)!r} and batchnorm {config.batchnorm!r}"
             )
+
+
+#: the signals :func:`_signals_held` holds: Ctrl-C, and SIGTERM where a handler raises for it (the CLI's)
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Run the block with Ctrl-C (and SIGTERM) held: one that arrives inside is handled, by its own handler, when
+    the block ends, so what the block changes lands whole.
+
+    Only handlers set from Python are held (the default Ctrl-C handler, which raises ``KeyboardInterrupt``,
+    and the CLI's SIGTERM); outside the main thread, where Python runs no signal handler, the block runs as
+    it is.  If the block raises, that exception is the one seen.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = {sig: signal.getsignal(sig) for sig in _HELD_SIGNALS}
+    previous = {sig: handler for sig, handler in previous.items() if callable(handler)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for signum, frame in received[:1]:
+        previous[signum](signum, frame)
 
 
 def stale_checks(val_costs: list[tuple[int, float]], min_improvement: float) -> int:
@@ -350,19 +390,18 @@ class _Loop:
                     st.parameters, st.optimizer_state, st.bn_state, X_rows, Y_rows, idx, self._lr_on_device(lr)
                 )
                 st.compile_seconds += seconds
-            costs = None
-            if self._steps_before_record() == 0:
-                if compiled is not None:  # the batch's labels (the compiled step gathered its own)
-                    Yb = backend.take_columns(Y_rows, idx)
-                costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
-            # commit the step only once it (and its record's measurements) is complete, so a
-            # Ctrl-C anywhere before this line leaves the state as it was before the step
-            st.parameters, st.optimizer_state, st.bn_state = out.parameters, out.optimizer_state, out.bn_state
-            st.position += int(idx.shape[0])
-            st.step += 1
-            if costs is not None:
+            m = int(idx.shape[0])
+            if self._steps_before_record() > 0:
+                self._commit(out.parameters, out.optimizer_state, out.bn_state, 1, m)
+                continue
+            if compiled is not None:  # the batch's labels (the compiled step gathered its own)
+                Yb = backend.take_columns(Y_rows, idx)
+            costs = self._measure(out.AL, Yb, before, out.parameters, out.bn_state)
+            with _signals_held():  # the step and its record land together, or neither does
+                self._commit(out.parameters, out.optimizer_state, out.bn_state, 1, m)
                 st.elapsed_seconds = time.perf_counter() - start
                 self._record(*costs)
+            self._notify(*costs[:2])
         if st.stopped_reason is None:
             st.stopped_reason = "num_iterations"
 
@@ -393,11 +432,23 @@ class _Loop:
             st.parameters, st.optimizer_state, st.bn_state, self.data.X_rows, self.data.Y_rows, idx, lr
         )
         st.compile_seconds += seconds
-        # committed as one: a Ctrl-C during the call leaves the state as it was before the k steps
-        st.parameters, st.optimizer_state, st.bn_state = parameters, optimizer_state, bn_state
-        st.position += k * m
-        st.step += k
+        self._commit(parameters, optimizer_state, bn_state, k, m)  # a Ctrl-C during the call: none of the k steps
         return True
+
+    def _commit(self, parameters: Tree, optimizer_state: Tree, bn_state: Tree, steps: int, batch_size: int) -> None:
+        """Make ``steps`` finished steps of ``batch_size`` samples the state's, as one.
+
+        Called only once the steps (and a record's measurements) are complete, so a Ctrl-C anywhere before
+        leaves the state as it was.  The five fields change in one C-level ``dict.update``, which no Python
+        signal handler can split (they run between bytecodes), so a Ctrl-C never finds half a step."""
+        st = self.state
+        vars(st).update(
+            parameters=parameters,
+            optimizer_state=optimizer_state,
+            bn_state=bn_state,
+            position=st.position + steps * batch_size,
+            step=st.step + steps,
+        )
 
     def _lr_on_device(self, lr: float) -> Array:
         """``lr`` as a 0-d array of the data's dtype (an argument of the compiled step, re-made when it changes)."""
@@ -439,7 +490,7 @@ class _Loop:
             return evaluate(data, params, self.config, bn_state)
 
     def _record(self, train_cost: float, val_cost: float | None, check_cost: float, check_accuracy: float) -> None:
-        """Record the measured costs of the step just committed; divergence, early stopping and callbacks."""
+        """Record the measured costs of the step just committed: costs, divergence, best check, early stopping."""
         st, cfg = self.state, self.config
         params = st.parameters
         st.costs.append((st.step, train_cost))
@@ -463,6 +514,10 @@ class _Loop:
                 stale_checks(on_grid, cfg.min_improvement) >= cfg.patience
             ):
                 st.stopped_reason = "early_stopping"
+
+    def _notify(self, train_cost: float, val_cost: float | None) -> None:
+        """Hand the record just made to the callbacks (progress, then checkpoint); a Ctrl-C here finds it made."""
+        st, cfg = self.state, self.config
         if self.callback is not None:
             self.callback(
                 ProgressEvent(
