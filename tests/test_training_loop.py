@@ -7,6 +7,8 @@ last batch of an epoch may be smaller.  Both run on each selected backend.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,118 @@ def test_noisy_small_batches_without_validation_data_do_not_diverge(backend) -> 
     result = train(train_data, hidden=(16,), learning_rate=0.05, batch_size=1, num_iterations=600, record_every=20,
                    early_stopping=False)
     assert result.stopped_reason == "num_iterations"
+
+
+# --------------------------------------------------------------------------- Ctrl-C at any moment
+
+
+def _interrupted_at_line(data: Dataset, config: TrainingConfig, code: object, when: Any, k: int) -> object | None:
+    """The state of ``train(data, config)`` stopped by a ``KeyboardInterrupt`` raised at the ``k``-th line
+    executed in the first call of ``code`` whose frame satisfies ``when`` (a trace function raising it, as a
+    Ctrl-C handler would at that line); ``None`` when that call has fewer lines."""
+    import sys
+
+    from backend_mlp.training import TrainingInterrupted
+
+    seen = {"lines": 0, "raised": False}
+
+    def local(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "line" and not seen["raised"]:
+            if seen["lines"] == k:
+                seen["raised"] = True
+                raise KeyboardInterrupt
+            seen["lines"] += 1
+        return local
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        if frame.f_code is not code or seen["raised"] or seen["lines"]:
+            return None
+        return local if when(frame) else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        train(data, config)
+    except TrainingInterrupted as info:
+        return info.state
+    finally:
+        sys.settrace(previous)
+    assert not seen["raised"]
+    return None
+
+
+def _at_epoch_change(frame: Any) -> bool:
+    st = frame.f_locals["st"]
+    return st.order is not None and st.position >= frame.f_locals["n_samples"]
+
+
+def _at_step_5(frame: Any) -> bool:  # a step that records nothing (records: steps 3 and 7)
+    return frame.f_locals["self"].state.step == 5
+
+
+@pytest.mark.parametrize("where", ["epoch change", "step commit"])
+def test_a_ctrl_c_at_any_line_of_a_state_change_leaves_a_state_that_resumes_exactly(backend, where) -> None:  # type: ignore[no-untyped-def]
+    """The new epoch's order, generator state, position and count change as one, and so do a step's
+    parameters, optimizer state, position and count: interrupted at each line of either change in turn, the
+    run resumes to the uninterrupted run's bits (a decaying learning rate, so an epoch counted twice would
+    show)."""
+    from backend_mlp.training import loop
+
+    code, when = {
+        "epoch change": (loop.next_span.__code__, _at_epoch_change),
+        "step commit": (loop._Loop._commit.__code__, _at_step_5),
+    }[where]
+
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40, FEATURES)), rng.integers(0, CLASSES, 40)
+    data = Dataset.from_host(X, y, n_classes=CLASSES, device=backend)
+    config = TrainingConfig(
+        layer_dims=(FEATURES, 5, CLASSES), batch_size=16, num_iterations=8, record_every=4, lr_decay=0.5,
+        learning_rate=0.1, early_stopping=False, seed=1,
+    )  # epochs of 3 batches: the first change of epoch before step 4
+    full = train(data, config)
+    k = 0
+    while (cut := _interrupted_at_line(data, config, code, when, k)) is not None:
+        resumed = train(data, config, state=cut)
+        assert resumed.state.epochs_completed == full.state.epochs_completed == 2, k
+        for key, value in full.parameters.items():
+            np.testing.assert_array_equal(to_numpy(resumed.parameters[key]), to_numpy(value), err_msg=f"line {k}")
+        k += 1
+    assert k >= 3  # every line of the change was interrupted once
+
+
+def test_held_signals_reach_their_handler_after_the_block_and_none_is_swallowed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``_signals_held``: a Ctrl-C inside the block is raised after it, the handlers are put back; and a
+    Ctrl-C that lands while they are being put back leaves no handler that swallows a later signal."""
+    import signal
+
+    from backend_mlp.training.loop import _signals_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    terms: list[int] = []
+    old_term = signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
+    try:
+        real_signal = signal.signal
+
+        def restore_then_ctrl_c(sig, handler):  # type: ignore[no-untyped-def]
+            out = real_signal(sig, handler)
+            if sig == signal.SIGINT and handler is signal.default_int_handler:
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C after SIGINT is put back, before SIGTERM is
+            return out
+
+        monkeypatch.setattr(signal, "signal", restore_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            with _signals_held():
+                pass
+        monkeypatch.setattr(signal, "signal", real_signal)
+        signal.raise_signal(signal.SIGTERM)  # whatever handler was left, the test's own must see it
+        assert terms == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old_term)

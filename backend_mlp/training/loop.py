@@ -222,7 +222,8 @@ def _signals_held() -> Iterator[None]:
 
     Only handlers set from Python are held (the default Ctrl-C handler, which raises ``KeyboardInterrupt``,
     and the CLI's SIGTERM); outside the main thread, where Python runs no signal handler, the block runs as
-    it is.  If the block raises, that exception is the one seen.
+    it is.  If the block raises, that exception is the one seen, and a signal held meanwhile is dropped (the
+    run ends either way).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -230,11 +231,20 @@ def _signals_held() -> Iterator[None]:
     received: list[tuple[int, Any]] = []
     previous = {sig: signal.getsignal(sig) for sig in _HELD_SIGNALS}
     previous = {sig: handler for sig, handler in previous.items() if callable(handler)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, frame: received.append((signum, frame)))
+    holding = True
+
+    def hold(signum: int, frame: Any) -> None:  # once the block is over, a leftover one only passes signals on
+        if holding:
+            received.append((signum, frame))
+        else:
+            previous[signum](signum, frame)
+
     try:
+        for sig in previous:
+            signal.signal(sig, hold)
         yield
     finally:
+        holding = False  # from here a signal reaches its own handler, even while they are put back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for signum, frame in received[:1]:
@@ -294,11 +304,13 @@ def next_span(
     """
     new_epoch = st.order is None or st.position >= n_samples
     if new_epoch:
-        if st.order is not None:
-            st.epochs_completed += 1
-        st.order = rng.permutation(n_samples)
-        st.rng_state = rng.bit_generator.state
-        st.position = 0
+        order = rng.permutation(n_samples)
+        vars(st).update(  # as one, like a step's commit (see _Loop._commit): a Ctrl-C finds both epochs or neither
+            order=order,
+            rng_state=rng.bit_generator.state,
+            position=0,
+            epochs_completed=st.epochs_completed + (0 if st.order is None else 1),
+        )
     return st.position, min(st.position + batch_size, n_samples), new_epoch
 
 

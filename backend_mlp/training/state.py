@@ -20,7 +20,7 @@ from .config import TrainingConfig
 Array = Any
 
 
-@dataclass
+@dataclass  # neither frozen nor slotted: the loop updates several fields as one with vars(state).update
 class TrainingState:
     """Everything needed to continue a run exactly where it stopped.
 
