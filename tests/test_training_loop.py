@@ -284,16 +284,19 @@ def test_a_ctrl_c_at_any_line_of_a_state_change_leaves_a_state_that_resumes_exac
     config = TrainingConfig(
         layer_dims=(FEATURES, 5, CLASSES), batch_size=16, num_iterations=8, record_every=4, lr_decay=0.5,
         learning_rate=0.1, early_stopping=False, seed=1,
-    )  # epochs of 3 batches: the first change of epoch before step 4
+    )  # epochs of 3 batches: the first change of epoch before step 3 (0-based)
     full = train(data, config)
-    k = 0
+    k, cuts = 0, set()
     while (cut := _interrupted_at_line(data, config, code, when, k)) is not None:
+        cuts.add((cut.step, cut.epochs_completed))
         resumed = train(data, config, state=cut)
         assert resumed.state.epochs_completed == full.state.epochs_completed == 2, k
         for key, value in full.parameters.items():
             np.testing.assert_array_equal(to_numpy(resumed.parameters[key]), to_numpy(value), err_msg=f"line {k}")
         k += 1
-    assert k >= 3  # every line of the change was interrupted once
+    # every line was interrupted once: before the change and, for the epoch's, after it (a commit is its call's
+    # last statement); resuming ended right in each case, so no cut fell within a change
+    assert k >= 3 and len(cuts) == (2 if where == "epoch change" else 1)
 
 
 def test_held_signals_reach_their_handler_after_the_block_and_none_is_swallowed(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -222,8 +222,8 @@ def _signals_held() -> Iterator[None]:
 
     Only handlers set from Python are held (the default Ctrl-C handler, which raises ``KeyboardInterrupt``,
     and the CLI's SIGTERM); outside the main thread, where Python runs no signal handler, the block runs as
-    it is.  If the block raises, that exception is the one seen, and a signal held meanwhile is dropped (the
-    run ends either way).
+    it is.  If the block raises, that exception is the one seen (unless a signal lands while the handlers are
+    put back), and a signal held meanwhile is dropped: the run ends either way.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -305,7 +305,8 @@ def next_span(
     new_epoch = st.order is None or st.position >= n_samples
     if new_epoch:
         order = rng.permutation(n_samples)
-        vars(st).update(  # as one, like a step's commit (see _Loop._commit): a Ctrl-C finds both epochs or neither
+        # as one, like a step's commit (_Loop._commit): a Ctrl-C finds the old epoch or the new, never a mix
+        vars(st).update(
             order=order,
             rng_state=rng.bit_generator.state,
             position=0,
@@ -451,8 +452,9 @@ class _Loop:
         """Make ``steps`` finished steps of ``batch_size`` samples the state's, as one.
 
         Called only once the steps (and a record's measurements) are complete, so a Ctrl-C anywhere before
-        leaves the state as it was.  The five fields change in one C-level ``dict.update``, which no Python
-        signal handler can split (they run between bytecodes), so a Ctrl-C never finds half a step."""
+        leaves the state at the previous complete step.  The five fields change in one C-level
+        ``dict.update``, which no Python signal handler can split (they run between bytecodes), so a Ctrl-C
+        never finds half a step."""
         st = self.state
         vars(st).update(
             parameters=parameters,
