@@ -5,12 +5,14 @@ platform, Python, NumPy, array-api-compat, the host BLAS thread pools, the
 backend's own description (``backend.describe()``) when a backend is given
 and PyTorch's version and threads when ``torch`` is given.  Facts that cannot
 be read here are ``None`` or absent; reading them never raises.
+:func:`blas_kernel_note` says when the host BLAS leaves the CPU's vector width unused.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +63,59 @@ def blas_threadpools() -> list[dict[str, Any]]:
     return [{k: p.get(k) for k in keys} for p in pools]
 
 
+#: the CPU flags (Linux ``/proc/cpuinfo`` names) that OpenBLAS's ``SkylakeX`` (AVX-512) kernels need
+AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
+#: OpenBLAS's x86-64 kernels that use AVX-512 (threadpoolctl's ``architecture``, lower case)
+AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux lists only those the kernel enabled); empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def blas_kernel_note(
+    pools: list[dict[str, Any]] | None = None,
+    flags: frozenset[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """One line when OpenBLAS runs kernels without AVX-512 on a CPU that has it, saying why; else ``None``.
+
+    Either ``OPENBLAS_CORETYPE`` holds OpenBLAS to those kernels (some machines set it, and
+    ``OPENBLAS_L2_SIZE``, because older OpenBLAS builds compute wrong results or crash on their CPU), or
+    OpenBLAS did not recognise the CPU.  On the AMD Zen 5 of docs/benchmarks.md ("Round 9") the
+    ``SkylakeX`` kernels formed the report network's float64 products about twice as fast as the
+    ``Haswell`` ones.  ``pools``, ``flags`` and ``environ`` default to this process's
+    (:func:`blas_threadpools`, :func:`cpu_flags`, ``os.environ``).
+    """
+    environ = os.environ if environ is None else environ
+    if not AVX512_FLAGS <= (cpu_flags() if flags is None else flags):
+        return None
+    for pool in blas_threadpools() if pools is None else pools:
+        kernel = str(pool.get("architecture") or "")
+        if pool.get("internal_api") != "openblas" or not kernel or kernel.lower() in AVX512_KERNELS:
+            continue
+        library = f"OpenBLAS {pool.get('version')}"
+        if "OPENBLAS_CORETYPE" in environ:
+            return (
+                f"OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']} holds {library} to its {kernel} kernels on "
+                "this CPU, which has AVX-512; without it (and OPENBLAS_L2_SIZE) OpenBLAS picks its own"
+            )
+        return (
+            f"{library} chose its {kernel} kernels on this CPU, which has AVX-512; OPENBLAS_CORETYPE=SkylakeX, "
+            "set before Python starts, selects its AVX-512 kernels"
+        )
+    return None
+
+
 def machine_info(backend: Any = None, torch: Any = None) -> dict[str, Any]:
-    """CPU, cores, RAM, platform, library versions and BLAS thread pools.
+    """CPU, cores, RAM, platform, library versions and BLAS thread pools (``blas_note``: :func:`blas_kernel_note`).
 
     ``backend``: a :class:`~backend_mlp.backends.Backend`; its ``describe()``
     (``backend``, the library's version, ``gpu`` on CUDA, ...) is merged in.
@@ -88,6 +141,7 @@ def machine_info(backend: Any = None, torch: Any = None) -> dict[str, Any]:
     except ImportError:
         info["array_api_compat"] = None
     info["blas"] = blas_threadpools()
+    info["blas_note"] = blas_kernel_note(info["blas"])
     if backend is not None:
         try:
             info.update(backend.describe())

@@ -128,6 +128,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"torch.compile skipped: {report['torch_compile_skipped']}")
     for library, products in report.get("matmul_libraries", {}).items():
         lines.append(f"products of {library}: {products}")
+    if report.get("machine", {}).get("blas_note"):
+        lines.append(f"note: {report['machine']['blas_note']}")
     for label, why in report.get("sides_skipped", {}).items():
         if label != COMPILE:
             lines.append(f"{label} skipped: {why}")
