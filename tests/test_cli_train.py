@@ -29,7 +29,7 @@ import pytest
 from synthetic_mnist import write_synthetic_mnist
 
 from backend_mlp.checkpoint import load_checkpoint, load_model, save_checkpoint
-from backend_mlp.cli.train import main
+from backend_mlp.cli.train import _invocation, main
 from backend_mlp.data import write_idx
 from backend_mlp.report.figures import plot_cost_curve
 from backend_mlp.training import TrainingConfig
@@ -217,6 +217,22 @@ def _train_args(data: Path, out: Path) -> list[str]:
         "--record-every", "50", "--checkpoint-every", "1", "--no-early-stopping", "--batchnorm", "--lr", "0.02",
         "--threads", "1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv0", "prog", "hint"),
+    [
+        ("/site-packages/backend_mlp/__main__.py", "backend-mlp train", "python -m backend_mlp train"),
+        ("scripts/train_mnist.py", "train_mnist.py", "python scripts/train_mnist.py"),
+        ("/usr/bin/backend-mlp", "backend-mlp train", "backend-mlp train"),
+        ("/usr/bin/backend-mlp-train", "backend-mlp-train", "backend-mlp-train"),
+    ],
+)
+def test_the_resume_hint_repeats_how_the_command_was_started(
+    monkeypatch: pytest.MonkeyPatch, argv0: str, prog: str, hint: str
+) -> None:
+    monkeypatch.setattr(sys, "argv", [argv0, "--data-dir", "x"])
+    assert _invocation(prog) == hint
 
 
 def test_sigint_then_resume_matches_uninterrupted(synthetic_mnist: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -321,9 +322,12 @@ def _train_run(run: Run, args: argparse.Namespace, argv: list[str], started: flo
 def _invocation(prog: str) -> str:
     """How this command was started, for the resume hint."""
     argv0 = sys.argv[0] if sys.argv else ""
+    command = prog if prog.startswith("backend-mlp") else "backend-mlp train"
+    if Path(argv0).name == "__main__.py":  # python -m backend_mlp train
+        return f"python -m backend_mlp {command.removeprefix('backend-mlp').strip()}"
     if argv0.endswith(".py"):
         return f"python {shlex.quote(argv0)}"
-    return prog if prog.startswith("backend-mlp") else "backend-mlp train"
+    return command
 
 
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
