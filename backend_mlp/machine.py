@@ -69,14 +69,20 @@ AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512
 AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux lists only those the kernel enabled); empty elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux lists only those the kernel enabled); empty elsewhere.
+
+    ``cpuinfo``: that file's text (default: read it).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        name, colon, value = line.partition(":")
+        if colon and name.strip() == "flags":
+            return frozenset(value.split())
     return frozenset()
 
 
@@ -87,11 +93,11 @@ def blas_kernel_note(
 ) -> str | None:
     """One line when OpenBLAS runs kernels without AVX-512 on a CPU that has it, saying why; else ``None``.
 
-    Either ``OPENBLAS_CORETYPE`` holds OpenBLAS to those kernels (some machines set it, and
-    ``OPENBLAS_L2_SIZE``, because older OpenBLAS builds compute wrong results or crash on their CPU), or
-    OpenBLAS did not recognise the CPU.  On the AMD Zen 5 of docs/benchmarks.md ("Round 9") the
-    ``SkylakeX`` kernels formed the report network's float64 products about twice as fast as the
-    ``Haswell`` ones.  ``pools``, ``flags`` and ``environ`` default to this process's
+    Either ``OPENBLAS_CORETYPE`` names those kernels (some machines set it, with ``OPENBLAS_L2_SIZE``, to
+    keep older OpenBLAS builds off their CPU's own kernels), or OpenBLAS chose them.  On the AMD Zen 5
+    of docs/benchmarks.md ("Round 9") its ``SkylakeX`` kernels formed the report network's float64
+    products about twice as fast as its ``Haswell`` ones.  The flags are read on Linux only, so
+    elsewhere this says nothing.  ``pools``, ``flags`` and ``environ`` default to this process's
     (:func:`blas_threadpools`, :func:`cpu_flags`, ``os.environ``).
     """
     environ = os.environ if environ is None else environ
@@ -101,16 +107,15 @@ def blas_kernel_note(
         kernel = str(pool.get("architecture") or "")
         if pool.get("internal_api") != "openblas" or not kernel or kernel.lower() in AVX512_KERNELS:
             continue
-        library = f"OpenBLAS {pool.get('version')}"
-        if "OPENBLAS_CORETYPE" in environ:
-            return (
-                f"OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']} holds {library} to its {kernel} kernels on "
-                "this CPU, which has AVX-512; without it (and OPENBLAS_L2_SIZE) OpenBLAS picks its own"
-            )
-        return (
-            f"{library} chose its {kernel} kernels on this CPU, which has AVX-512; OPENBLAS_CORETYPE=SkylakeX, "
-            "set before Python starts, selects its AVX-512 kernels"
-        )
+        library = " ".join(["OpenBLAS", *([str(pool["version"])] if pool.get("version") else [])])
+        held = environ.get("OPENBLAS_CORETYPE", "").strip()
+        if held.lower() == kernel.lower():
+            what = (f"uses its {kernel} kernels, without AVX-512, because OPENBLAS_CORETYPE={held}; unset it to let "
+                    "it choose")
+        else:
+            what = (f"chose its {kernel} kernels, without AVX-512; OPENBLAS_CORETYPE=SkylakeX, set before Python "
+                    "starts, selects its AVX-512 ones")
+        return f"{library} on this AVX-512 CPU {what} (float64 products were about 2x faster on an AMD Zen 5)"
     return None
 
 

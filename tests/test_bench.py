@@ -34,7 +34,7 @@ from backend_mlp.bench.workloads import (
 from backend_mlp.cli import bench as cli
 from backend_mlp.data import Dataset
 from backend_mlp.errors import BackendUnavailableError
-from backend_mlp.machine import AVX512_FLAGS, blas_kernel_note, cpu_model, machine_info
+from backend_mlp.machine import AVX512_FLAGS, blas_kernel_note, cpu_flags, cpu_model, machine_info
 from backend_mlp.training import TrainingConfig, batch_indices, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -527,25 +527,44 @@ def test_machine_info_describes_cpu_libraries_backend_and_torch() -> None:
 
 
 def test_blas_note_says_when_openblas_runs_without_avx512_on_a_cpu_that_has_it() -> None:
-    def pool(kernel: str, api: str = "openblas") -> dict[str, object]:
+    def pool(kernel: str | None, api: str = "openblas") -> dict[str, object]:
         return {"internal_api": api, "version": "0.3.31", "architecture": kernel, "num_threads": 1}
 
     avx512, avx2 = AVX512_FLAGS | {"avx2", "fma"}, frozenset({"avx2", "fma"})
-    held = blas_kernel_note([pool("Haswell")], avx512, {"OPENBLAS_CORETYPE": "Haswell"})
-    assert held is not None and "OPENBLAS_CORETYPE=Haswell holds OpenBLAS 0.3.31 to its Haswell kernels" in held
-    chosen = blas_kernel_note([pool("Zen")], avx512, {})
-    assert chosen is not None and "chose its Zen kernels" in chosen and "OPENBLAS_CORETYPE=SkylakeX" in chosen
+    held = blas_kernel_note([pool("Haswell")], avx512, {"OPENBLAS_CORETYPE": "haswell"})
+    assert held is not None and held.startswith("OpenBLAS 0.3.31 on this AVX-512 CPU uses its Haswell kernels")
+    assert "because OPENBLAS_CORETYPE=haswell; unset it" in held
+    for environ in ({}, {"OPENBLAS_CORETYPE": ""}, {"OPENBLAS_CORETYPE": "SkylakeX"}):  # not what holds it there
+        chosen = blas_kernel_note([pool("HASWELL")], avx512, environ)  # static builds name kernels in capitals
+        assert chosen is not None and "chose its HASWELL kernels" in chosen and "OPENBLAS_CORETYPE=SkylakeX" in chosen
+        assert "because" not in chosen
     for quiet in (
         blas_kernel_note([pool("SkylakeX")], avx512, {}),  # AVX-512 kernels already
         blas_kernel_note([pool("Cooperlake")], avx512, {"OPENBLAS_CORETYPE": "Cooperlake"}),
         blas_kernel_note([pool("Haswell")], avx2, {}),  # the CPU has no AVX-512: Haswell is its best
         blas_kernel_note([pool("Haswell")], AVX512_FLAGS - {"avx512bw"}, {}),  # SkylakeX needs every one
         blas_kernel_note([pool("Haswell", api="mkl")], avx512, {}),  # not OpenBLAS
+        blas_kernel_note([pool(None)], avx512, {}),  # threadpoolctl could not tell
         blas_kernel_note([], avx512, {}),
     ):
         assert quiet is None
     info = machine_info()  # this machine's own verdict, recorded with every benchmark and report
     assert info["blas_note"] == blas_kernel_note(info["blas"])
+
+
+def test_cpu_flags_are_read_from_cpuinfo_text_and_never_raise() -> None:
+    text = "processor\t: 0\nflags\t\t: fpu avx2 avx512f\nbugs\t\t: spectre_v1\nprocessor\t: 1\nflags\t: other\n"
+    assert cpu_flags(text) == {"fpu", "avx2", "avx512f"}  # the first processor's
+    assert cpu_flags("flags without a colon\nvendor_id : x\n") == frozenset()
+    assert cpu_flags("") == frozenset()
+    assert isinstance(cpu_flags(), frozenset)  # this machine's (empty where there is no /proc/cpuinfo)
+
+
+def test_the_table_prints_the_blas_note() -> None:
+    report = {"device": "cpu", "on_host": True, "results": [], "machine": {"blas_note": "OpenBLAS x uses y"}}
+    assert "note: OpenBLAS x uses y" in table.format_table(report).splitlines()
+    report["machine"]["blas_note"] = None
+    assert not any(line.startswith("note:") for line in table.format_table(report).splitlines())
 
 
 def test_side_memory_probe_in_a_fresh_process() -> None:
