@@ -16,8 +16,8 @@
 # list covers pytest and hypothesis where they are missing):
 #
 #   pip download --only-binary=:all: --no-deps --python-version 3.12 --platform manylinux_2_28_x86_64 \
-#       --dest wheels array-api-compat array-api-strict pytest pluggy iniconfig packaging \
-#       pygments hypothesis attrs sortedcontainers
+#       --dest wheels array-api-compat array-api-strict tqdm threadpoolctl pytest pluggy iniconfig \
+#       packaging pygments hypothesis attrs sortedcontainers
 #
 # then copy it next to the checkout on the GPU machine and run
 #
@@ -52,8 +52,8 @@ offline, in about 8 minutes; writes OUT/<host>-<time>.json and .md (default OUT:
                    array-api-strict, pytest, ...); prepare it on a machine with a registry:
                      pip download --only-binary=:all: --no-deps --python-version 3.12 \\
                        --platform manylinux_2_28_x86_64 --dest wheels array-api-compat \\
-                       array-api-strict pytest pluggy iniconfig packaging pygments \\
-                       hypothesis attrs sortedcontainers
+                       array-api-strict tqdm threadpoolctl pytest pluggy iniconfig \\
+                       packaging pygments hypothesis attrs sortedcontainers
   --out DIR        where the results files go (default: gpu_check_results)
   --python PYTHON  the Python that has CuPy / PyTorch / JAX (default: python3)
   -h, --help       this help
@@ -153,7 +153,8 @@ for dist, (version, name) in sorted(newest.items()):
     print(f"unpacked {name}")
 importlib.invalidate_caches()
 missing = []
-for module in ("numpy", "array_api_compat", "array_api_strict", "pytest", "hypothesis", "backend_mlp"):
+for module in ("numpy", "array_api_compat", "array_api_strict", "tqdm", "threadpoolctl", "matplotlib", "pytest",
+               "hypothesis", "backend_mlp"):
     try:
         __import__(module)
     except Exception as exc:  # noqa: BLE001 - reported, one line each
