@@ -240,6 +240,26 @@ def test_new_sides_run_the_identical_workload(data: HostData, dtype: str, rtol: 
         assert max_rel_diff(side.host_parameters(), reference) <= rtol, side.label
 
 
+@pytest.mark.parametrize("workload", [TINY, TINY_BN], ids=["plain", "batchnorm"])
+def test_the_torch_compile_peer_runs_the_identical_workload(data: HostData, workload: Workload) -> None:
+    """``torch.compile`` compiles the whole step (gather, forward, loss, gradient, SGD) as one graph without
+    batch norm, and the model with it; either way it reaches train()'s parameters after 12 steps (an epoch's
+    smaller last batch included), and a second block starts from the initial weights again."""
+    from backend_mlp.bench.torch_side import TorchSide
+
+    torch = _torch()
+    host = data.cast("float64")
+    mine = _bm_on("cpu", host, "float64")
+    cost = mine.prepare(workload, 12)()
+    reference = mine.host_parameters()
+    theirs = TorchSide(torch, resolve_backend("numpy"), host, "float64", seed=1, compiled=True)
+    for _ in range(2):
+        loss = theirs.prepare(workload, 12)()
+        assert max_rel_diff(theirs.host_parameters(), reference) <= 1e-12
+        assert loss == pytest.approx(cost, rel=1e-10)
+    assert (workload.name in theirs._steps) == (not workload.batchnorm)  # the one-graph step where it applies
+
+
 def test_hand_written_peers_refuse_batch_norm_with_a_reason(data: HostData) -> None:
     host = data.cast("float64")
     for side in _new_sides(host, "float64"):

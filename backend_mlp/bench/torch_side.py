@@ -1,9 +1,13 @@
 """The PyTorch side: the same workload written as a PyTorch user would, on the hardware backend_mlp runs on.
 
 ``nn.Sequential(Linear, ReLU, BatchNorm1d, ...)`` (batch norm after the ReLU,
-as in the report), ``F.cross_entropy``, ``torch.optim.SGD``, eager autograd or
-``torch.compile``; backend_mlp's initial weights copied bit for bit and the
-training loop's batches replayed.
+as in the report), ``F.cross_entropy``, ``torch.optim.SGD`` and eager autograd;
+backend_mlp's initial weights copied bit for bit and the training loop's batches
+replayed.  The ``torch.compile`` side compiles the whole step as one graph where
+it can: the gather, forward, loss, gradient (``torch.func.grad_and_value``) and
+SGD update (``fullgraph=True``, one static graph per batch size); with batch
+norm, whose running statistics change in place, it compiles the model and keeps
+autograd and ``torch.optim.SGD`` around it.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class TorchSide:
         self.test_X = self._tensor(data.test_images.astype(dtype, copy=False))
         self.n_samples = int(self.X.shape[0])
         self._models: dict[str, Any] = {}
+        self._steps: dict[str, Callable[[dict[str, Any], Any], tuple[dict[str, Any], Any]]] = {}
         self.model: Any = None
 
     def supports(self, workload: Workload) -> str | None:
@@ -91,6 +96,28 @@ class TorchSide:
             runnable = self.torch.compile(model) if self.compiled else model
             self._models[workload.name] = (model, runnable)
         return self._models[workload.name]
+
+    def _compiled_step(self, workload: Workload) -> Callable[[dict[str, Any], Any], tuple[dict[str, Any], Any]]:
+        """``step(params, idx) -> (new params, loss)``: one SGD step as one compiled graph (no batch norm)."""
+        if workload.name not in self._steps:
+            torch, F = self.torch, self.torch.nn.functional
+            from torch.func import functional_call, grad_and_value
+
+            model, _ = self._build(workload)
+            X, y = self.X, self.y
+
+            def loss_of(params: dict[str, Any], xb: Any, yb: Any) -> Any:
+                return F.cross_entropy(functional_call(model, params, (xb,)), yb)
+
+            def step(params: dict[str, Any], idx: Any) -> tuple[dict[str, Any], Any]:
+                grads, loss = grad_and_value(loss_of)(params, X[idx], y[idx])
+                return {k: v - LEARNING_RATE * grads[k] for k, v in params.items()}, loss
+
+            self._steps[workload.name] = torch.compile(step, fullgraph=True, dynamic=False)
+        return self._steps[workload.name]
+
+    def _whole_step_compiled(self, workload: Workload) -> bool:
+        return self.compiled and not workload.batchnorm
 
     def _reset(self, model: Any, workload: Workload) -> None:
         """Load backend_mlp's initial weights (same bits) and fresh running statistics."""
@@ -122,6 +149,23 @@ class TorchSide:
         spans = block.spans()
         X, y = self.X, self.y
         self.model = model
+        if self._whole_step_compiled(workload):
+            step = self._compiled_step(workload)
+
+            def run_compiled() -> float:
+                order = torch.from_numpy(block.flat).to(self.device)  # one index upload per block
+                params = {k: v.detach() for k, v in model.named_parameters()}
+                loss = None
+                for start, stop in spans:
+                    params, loss = step(params, order[start:stop])
+                with torch.no_grad():  # the model holds the result: host_parameters() and predict read it
+                    for k, v in model.named_parameters():
+                        v.copy_(params[k])
+                value = float(loss.item())  # one read-back, at the end
+                self.synchronize()
+                return value
+
+            return run_compiled
 
         def run() -> float:
             order = torch.from_numpy(block.flat).to(self.device)  # one index upload per block
@@ -145,6 +189,11 @@ class TorchSide:
             return
         model, runnable = self._build(workload)
         self._reset(model, workload)
+        if self._whole_step_compiled(workload):
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            self._compiled_step(workload)(params, self.torch.arange(last, device=self.device))
+            self.synchronize()
+            return
         loss = self.torch.nn.functional.cross_entropy(runnable(self.X[:last]), self.y[:last])
         loss.backward()
         model.zero_grad(set_to_none=True)
