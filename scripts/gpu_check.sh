@@ -33,9 +33,15 @@ PROG="gpu_check"
 BUDGET_SECONDS=480              # the whole check, installation included
 TEST_CAP_SECONDS=300            # at most this for the test runs (the backends run side by side)
 BENCH_RESERVE_SECONDS=120       # kept for the benchmark
-# the GPU benchmark: backend_mlp against PyTorch on the same GPU (see `backend-mlp bench --help`); --device is
-# the first GPU backend found: CuPy (gpu), else PyTorch (torch:cuda), else JAX (jax:gpu)
-BENCH_ARGS=(--dtypes float32,float64 --repeats 3 --min-seconds 0.5 --no-side-memory)
+# the GPU benchmark: backend_mlp's paths against PyTorch on the same GPU (see `backend-mlp bench --help`): train()
+# on --device, the first GPU backend found (CuPy `gpu`, else PyTorch `torch:cuda`, else JAX `jax:gpu`), and on
+# PyTorch and JAX on that GPU, eager and compiled; then, time allowing, train() on this machine's CPU (NumPy) on
+# the wide network, for the GPU's speed-up over it
+BENCH_ARGS=(--workloads report,wide2048-b1024:float32 --dtypes float32,float64 --parts steps
+            --sides bm,fn,bm-torch,bm-jax,bm-torch-compile,torch,torch-compile
+            --repeats 3 --min-seconds 0.5 --no-side-memory)
+CPU_BENCH_ARGS=(--device cpu --workloads wide2048-b1024:float32 --dtypes float32 --parts steps --sides bm
+                --no-compile --no-functional --no-side-memory --no-bound --repeats 3 --min-seconds 0.5)
 GPU_BACKENDS=(cupy torch_cuda jax_gpu)
 declare -A BENCH_DEVICE=([cupy]=gpu [torch_cuda]=torch:cuda [jax_gpu]=jax:gpu)
 # test files run on the GPU backends besides NUMERIC_TESTS (noxfile.py)
@@ -241,6 +247,15 @@ elif (( limit >= 30 )); then
 else
     echo "124 0" >"$WORK/rc-bench"; echo "not run: the 8-minute budget was spent" >"$WORK/bench.log"; FAILED=1
 fi
+limit=$(( $(remaining) - 25 ))
+if (( ${#FOUND[@]} > 0 && limit >= 30 )); then
+    echo "$PROG: CPU reference (at most ${limit}s): backend-mlp bench ${CPU_BENCH_ARGS[*]}"
+    t0=$(date +%s)
+    rc=0
+    timeout --signal=INT --kill-after=15 "$limit" "$PY" -m backend_mlp bench "${CPU_BENCH_ARGS[@]}" \
+        --json "$WORK/cpu-bench.json" >"$WORK/cpu-bench.log" 2>&1 || rc=$?
+    echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/rc-cpu-bench"
+fi
 
 # one results file pair, written whole (temporary name, then rename)
 "$PY" - "$WORK" "$OUT" "$STAMP" "$(( $(date +%s) - START ))" "${BENCH_ARGS[*]}" "${GPU_BACKENDS[@]}" <<'EOF'
@@ -322,9 +337,38 @@ try:
     bench["results"] = json.loads(read("bench.json"))
 except ValueError:
     pass
+try:
+    cpu_reference = json.loads(read("cpu-bench.json"))
+except ValueError:
+    cpu_reference = None
 
+
+def per_step(record, side):
+    return (record.get(side) or {}).get("us_per_step_median")
+
+
+def acceptance(gpu, cpu):
+    """The issue's GPU figures: each report-network record's fastest backend_mlp path over PyTorch CUDA eager, and
+    the CPU's train() (NumPy) over the fastest GPU path on [784, 2048, 2048, 10] at batch 1024, float32."""
+    out = []
+    records = [r for r in (gpu or {}).get("results", []) if r.get("part") == "steps"]
+    for r in records:
+        best = r.get("fastest_backend_mlp", "backend_mlp")
+        if r["workload"] == "report" and per_step(r, best) and per_step(r, "torch"):
+            out.append({"what": f"report {r['dtype']}: fastest backend_mlp path ({best}) / PyTorch CUDA eager",
+                        "value": per_step(r, best) / per_step(r, "torch"), "target": "<= 1.0"})
+    wide = next((r for r in records if r["workload"] == "wide2048-b1024" and r["dtype"] == "float32"), None)
+    cpu_wide = next((r for r in (cpu or {}).get("results", []) if r.get("workload") == "wide2048-b1024"), None)
+    if wide and cpu_wide and per_step(cpu_wide, "backend_mlp"):
+        best = wide.get("fastest_backend_mlp", "backend_mlp")
+        out.append({"what": f"wide2048-b1024 float32: CPU train() (NumPy) / fastest GPU backend_mlp path ({best})",
+                    "value": per_step(cpu_wide, "backend_mlp") / per_step(wide, best), "target": ">= 20"})
+    return out
+
+figures = acceptance(bench.get("results"), cpu_reference)
 result = {"stamp": stamp, "commit": commit, "seconds": int(seconds), "machine": machine, "libraries": libraries,
-          "tests": tests, "benchmark": bench}
+          "tests": tests, "benchmark": bench, "cpu_reference": cpu_reference,
+          "cpu_reference_output": read("cpu-bench.log")[-4000:], "figures": figures}
 
 lines = [f"# GPU check {stamp}", "",
          f"Commit `{commit}`; {machine['platform']}, Python {machine['python']}; "
@@ -342,6 +386,10 @@ for b, e in tests.items():
         lines += ["", f"Failures on {b}:", ""] + [f"- `{line}`" for line in e["failed"]]
 lines += ["", f"Benchmark (`{bench['command']}`): {bench['status']} in {bench['seconds']} s.", "", "```",
           bench["output"].strip()[-6000:], "```", ""]
+lines += ["The issue's GPU figures:" if figures else "The issue's GPU figures: not measured (no benchmark record).", ""]
+lines += [f"- {f['what']}: {f['value']:.3f} (target {f['target']})" for f in figures]
+if read("cpu-bench.log"):
+    lines += ["", "CPU reference:", "", "```", read("cpu-bench.log").strip()[-3000:], "```", ""]
 
 for suffix, text in ((".json", json.dumps(result, indent=2) + "\n"), (".md", "\n".join(lines))):
     path = os.path.join(out, stamp + suffix)

@@ -173,6 +173,29 @@ class _CudaBackend:
     hardware = "cuda:7"
 
 
+def test_backend_mlps_other_paths_run_on_the_gpu_backends_device(data: HostData) -> None:
+    """Beside a backend on CUDA device 7, train() on PyTorch and JAX (eager and compiled) are asked for on
+    that device; the hand-written peers stay CPU-only.  Without such a device each says why it cannot run."""
+    from backend_mlp.bench.workloads import BM_JAX, BM_TORCH, BM_TORCH_COMPILE, JAX
+
+    torch = _torch()
+    pytest.importorskip("jax")
+    if torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a CUDA device 7")
+    bench = Benchmark(Options(device="cpu", verbose=False))
+    bench.backend = _CudaBackend()
+    asked: dict[str, str] = {}
+    for label, build in bench._builders(data.cast("float32"), "float32"):
+        if label in (BM_TORCH, BM_JAX, BM_TORCH_COMPILE, JAX):
+            try:
+                build()
+            except BackendUnavailableError as exc:
+                asked[label] = str(exc)
+    assert "torch:cuda:7" in asked.get(BM_TORCH, "") and "jax:cuda:7" in asked.get(BM_JAX, ""), asked
+    assert "torch:cuda:7" in asked.get(BM_TORCH_COMPILE, ""), asked
+    assert JAX not in asked and "CPU only" in bench.skipped[JAX]
+
+
 def test_pytorch_must_see_the_backends_cuda_device() -> None:
     torch = _torch()
     from backend_mlp.bench.torch_side import import_torch

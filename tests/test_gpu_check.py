@@ -84,3 +84,34 @@ def test_relative_folders_are_the_callers_and_missing_packages_are_one_line(tmp_
     )
     assert "cannot import array_api_compat (stand-in)" in result.stderr
     assert (tmp_path / "res").is_dir() and not (SCRIPT.parents[1] / "res").exists()
+
+
+def _acceptance():  # the results summary's function, taken from the script's embedded Python
+    text = SCRIPT.read_text()
+    namespace: dict = {}
+    exec(text[text.index("def per_step(record, side):"):text.index("figures = acceptance(")], namespace)
+    return namespace["acceptance"]
+
+
+def _record(workload: str, dtype: str, fastest: str, **us: float) -> dict:
+    return {"part": "steps", "workload": workload, "dtype": dtype, "fastest_backend_mlp": fastest,
+            **{side: {"us_per_step_median": v} for side, v in us.items()}}
+
+
+def test_the_results_state_the_issues_gpu_figures() -> None:
+    """The fastest backend_mlp path over PyTorch CUDA eager per report record, and the CPU's train() over the
+    fastest GPU path on the wide network at batch 1024; nothing where a record is missing."""
+    acceptance = _acceptance()
+    gpu = {"results": [
+        _record("report", "float32", "backend_mlp jax.jit", backend_mlp=90.0, torch=120.0,
+                **{"backend_mlp jax.jit": 60.0}),
+        _record("wide2048-b1024", "float32", "backend_mlp torch.compile", backend_mlp=900.0,
+                **{"backend_mlp torch.compile": 500.0}),
+    ]}
+    cpu = {"results": [_record("wide2048-b1024", "float32", "backend_mlp", backend_mlp=12_500.0)]}
+    figures = acceptance(gpu, cpu)
+    assert [round(f["value"], 6) for f in figures] == [0.5, 25.0]
+    assert "(backend_mlp jax.jit) / PyTorch CUDA eager" in figures[0]["what"] and figures[0]["target"] == "<= 1.0"
+    assert "(backend_mlp torch.compile)" in figures[1]["what"] and figures[1]["target"] == ">= 20"
+    assert acceptance(gpu, None) == figures[:1]  # no CPU reference: no speed-up figure
+    assert acceptance(None, cpu) == []

@@ -274,9 +274,10 @@ class Benchmark:
         ``None`` (after noting why) or raises ImportError / BackendMLPError when the side cannot run here."""
         seed, torch = self.o.seed, self.torch
 
-        def on(device: str, label: str, compile: bool = False) -> Any:
-            if self.backend.hardware != "cpu":
-                return self.skip(label, f"backend_mlp's other paths are timed on the CPU only, not {self.backend}")
+        def on(library: str, label: str, compile: bool = False) -> Any:
+            """``train()`` on ``library`` where ``--device`` computes: ``torch:cpu`` / ``jax:cpu`` on the
+            CPU, ``torch:cuda:N`` / ``jax:cuda:N`` beside a GPU backend on CUDA device N."""
+            device = f"{library}:{self.backend.hardware}"
             return BackendMLPSide(resolve_backend(device), data, dtype, seed, label=label, compile=compile)
 
         def torch_side(compiled: bool) -> Any:
@@ -297,9 +298,9 @@ class Benchmark:
         from .sklearn_side import SklearnSide, import_sklearn_mlp
 
         return [
-            (BM_TORCH, lambda: on("torch:cpu", BM_TORCH)),
+            (BM_TORCH, lambda: on("torch", BM_TORCH)),
             (BM_JAX, lambda: on("jax", BM_JAX, compile=True)),
-            (BM_TORCH_COMPILE, lambda: on("torch:cpu", BM_TORCH_COMPILE, compile=True)),
+            (BM_TORCH_COMPILE, lambda: on("torch", BM_TORCH_COMPILE, compile=True)),
             (TORCH, lambda: torch_side(False)),
             (COMPILE, lambda: torch_side(True)),
             (JAX, lambda: peer(JAX, import_jax, "JAX", lambda jax: JaxJitSide(jax, data, dtype, seed))),
