@@ -240,8 +240,9 @@ elif (( limit >= 30 )); then
     echo "$PROG: benchmark (at most ${limit}s): backend-mlp bench ${BENCH_ARGS[*]}"
     t0=$(date +%s)
     rc=0
-    timeout --signal=INT --kill-after=15 "$limit" "$PY" -m backend_mlp bench "${BENCH_ARGS[@]}" \
-        --json "$WORK/bench.json" >"$WORK/bench.log" 2>&1 || rc=$?
+    # JAX shares the GPU with CuPy and PyTorch in this one process: no preallocation of most of its memory
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout --signal=INT --kill-after=15 "$limit" \
+        "$PY" -m backend_mlp bench "${BENCH_ARGS[@]}" --json "$WORK/bench.json" >"$WORK/bench.log" 2>&1 || rc=$?
     echo "$rc $(( $(date +%s) - t0 ))" >"$WORK/rc-bench"
     (( rc == 0 )) || FAILED=1
 else
