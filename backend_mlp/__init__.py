@@ -1,6 +1,6 @@
 """backend_mlp: a small, exact multilayer perceptron written once against the Python array API.
 
-The same code runs on NumPy (CPU), CuPy (GPU), PyTorch or array-api-strict;
+The same code runs on NumPy (CPU), CuPy (GPU), PyTorch, JAX or array-api-strict;
 the backend is chosen where data and parameters are created (``device=``) and
 numeric functions follow their input arrays (see :mod:`backend_mlp.backends`).
 
