@@ -32,7 +32,8 @@ set -euo pipefail
 PROG="gpu_check"
 BUDGET_SECONDS=480              # the whole check, installation included
 TEST_CAP_SECONDS=300            # at most this for the test runs (the backends run side by side)
-BENCH_RESERVE_SECONDS=120       # kept for the benchmark
+BENCH_RESERVE_SECONDS=160       # kept for the benchmarks (GPU, then the CPU reference)
+CPU_RESERVE_SECONDS=40          # of which the CPU reference's
 # the GPU benchmark: backend_mlp's paths against PyTorch on the same GPU (see `backend-mlp bench --help`): train()
 # on --device, the first GPU backend found (CuPy `gpu`, else PyTorch `torch:cuda`, else JAX `jax:gpu`), and on
 # PyTorch and JAX on that GPU, eager and compiled; then, time allowing, train() on this machine's CPU (NumPy) on
@@ -232,7 +233,8 @@ for b in "${FOUND[@]}"; do
     (( rc == 0 )) || FAILED=1
 done
 
-limit=$(( $(remaining) - 25 ))  # timeout's 15 s grace and the results files stay within the budget
+# timeout's 15 s grace and the results files stay within the budget, and the CPU reference keeps its share
+limit=$(( $(remaining) - 25 - CPU_RESERVE_SECONDS ))
 if (( ${#FOUND[@]} == 0 )); then
     echo "1 0" >"$WORK/rc-bench"; echo "not run: no GPU backend works here" >"$WORK/bench.log"
 elif (( limit >= 30 )); then
