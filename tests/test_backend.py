@@ -129,6 +129,14 @@ def test_gpu_index_beyond_device_count(monkeypatch):
         resolve_backend("gpu:2")
 
 
+def test_torch_cuda_index_beyond_device_count(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(BackendUnavailableError, match=r"'torch:cuda:3'.*sees 1 CUDA device"):
+        resolve_backend("torch:cuda:3")
+
+
 def test_torch_missing_is_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(BackendUnavailableError, match="PyTorch"):

@@ -283,6 +283,21 @@ def test_the_torch_compile_peer_runs_the_identical_workload(data: HostData, work
     assert (workload.name in theirs._steps) == (not workload.batchnorm)  # the one-graph step where it applies
 
 
+def test_the_torch_compile_peer_compiles_many_workloads_in_one_process(data: HostData) -> None:
+    """Five networks, each with a full and a smaller last batch: ten graphs, past dynamo's limit of 8 graphs per
+    code object, which with ``fullgraph=True`` fails instead of falling back (a default benchmark compiles 24)."""
+    from backend_mlp.bench.torch_side import TorchSide
+
+    torch = _torch()
+    host = data.cast("float32")
+    side = TorchSide(torch, resolve_backend("numpy"), host, "float32", seed=1, compiled=True)
+    for i in range(5):
+        workload = Workload(f"tiny{i}", (TINY.layer_dims[0], 6 + i, 10), TINY.batch_size)
+        side.prepare(workload, 4)()
+        side.warm_up_shapes(workload)  # the epoch's smaller last batch: the second graph
+    assert len(side._steps) == 5
+
+
 def test_hand_written_peers_refuse_batch_norm_with_a_reason(data: HostData) -> None:
     host = data.cast("float64")
     for side in _new_sides(host, "float64"):

@@ -184,6 +184,25 @@ def test_the_cpu_forms_a_large_layers_input_gradient_rows_first(dtype):
         assert ("optimization_barrier" in jaxpr) == barrier
 
 
+def test_a_gpu_forms_every_product_at_full_precision(monkeypatch):
+    """On a GPU JAX's default precision would run float32 products in TF32; the backend's products ask for
+    the operands' own precision there (``precision=HIGHEST`` in the traced dot), with the plain values."""
+    monkeypatch.setattr(jax_backend.JaxBackend, "on_host", property(lambda self: False))
+    backend = resolve_backend("jax")
+    products = {"matmul": (backend.matmul, lambda a, b: a @ b, (5, 7), (7, 3)),
+                "weight_gradient": (backend.weight_gradient, lambda a, b: a @ b.T, (5, 3), (7, 3)),
+                "input_gradient": (backend.input_gradient, lambda a, b: a.T @ b, (5, 7), (5, 3))}
+    rng = np.random.default_rng(1)
+    for name, (product, plain, shape_a, shape_b) in products.items():
+        assert product is getattr(jax_backend, f"full_precision_{name}"), name
+        a, b = rng.standard_normal(shape_a).astype(np.float32), rng.standard_normal(shape_b).astype(np.float32)
+        jaxpr = str(jax.make_jaxpr(product)(backend.asarray(a), backend.asarray(b)))
+        assert "precision=(Precision.HIGHEST, Precision.HIGHEST)" in jaxpr, (name, jaxpr)
+        np.testing.assert_allclose(to_numpy(product(backend.asarray(a), backend.asarray(b))), plain(a, b),
+                                   rtol=1e-5, atol=1e-6)
+    assert backend.kernel_ops(False).matmul is jax_backend.full_precision_matmul
+
+
 def test_describe_names_the_versions():
     info = resolve_backend("jax").describe()
     assert info["backend"] == "jax:cpu" and info["jax"] == jax.__version__ and "jaxlib" in info

@@ -91,6 +91,29 @@ def rows_first_input_gradient(W: Any, dZ: Any) -> Any:
     return jax.lax.optimization_barrier(dZ.T @ W).T
 
 
+def _highest(a: Any, b: Any) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def full_precision_matmul(W: Any, A: Any) -> Any:
+    """``W @ A`` in the operands' own precision: on a GPU JAX's default would run float32 products in TF32
+    (10-bit mantissas, errors near 1e-3), where every other backend computes in float32."""
+    return _highest(W, A)
+
+
+def full_precision_weight_gradient(dZ: Any, A_prev: Any) -> Any:
+    """``dZ @ A_prev.T``, as :func:`full_precision_matmul`."""
+    return _highest(dZ, A_prev.T)
+
+
+def full_precision_input_gradient(W: Any, dZ: Any) -> Any:
+    """``W.T @ dZ``, as :func:`full_precision_matmul`."""
+    return _highest(W.T, dZ)
+
+
 class JaxBackend(Backend):
     library = "jax"
     mutable_arrays = False
@@ -210,9 +233,20 @@ class JaxBackend(Backend):
         return jax.jit(steps)
 
     @property
+    def matmul(self) -> Any:  # type: ignore[override]
+        """The plain product on a CPU; :func:`full_precision_matmul` on a GPU (no TF32)."""
+        return None if self.on_host else full_precision_matmul
+
+    @property
+    def weight_gradient(self) -> Any:  # type: ignore[override]
+        """The plain product on a CPU; :func:`full_precision_weight_gradient` on a GPU (no TF32)."""
+        return None if self.on_host else full_precision_weight_gradient
+
+    @property
     def input_gradient(self) -> Any:  # type: ignore[override]
-        """:func:`rows_first_input_gradient` on a CPU (measured there); the plain product on a GPU."""
-        return rows_first_input_gradient if self.on_host else None
+        """:func:`rows_first_input_gradient` on a CPU (measured there); :func:`full_precision_input_gradient` on a
+        GPU (no TF32)."""
+        return rows_first_input_gradient if self.on_host else full_precision_input_gradient
 
     # ------------------------------------------------------------------ timing and memory
 

@@ -68,6 +68,10 @@ class TorchBackend(Backend):
             raise BackendUnavailableError(f"device {choice!r}: PyTorch sees no CUDA device")
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", 0)
+        if dev.type == "cuda" and dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"device {choice!r}: PyTorch sees {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
         return cls(f"torch:{dev}", array_api_compat.array_namespace(torch.empty(0)), dev)
 
     @classmethod

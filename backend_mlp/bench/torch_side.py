@@ -12,6 +12,7 @@ autograd and ``torch.optim.SGD`` around it.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -113,7 +114,11 @@ class TorchSide:
                 grads, loss = grad_and_value(loss_of)(params, X[idx], y[idx])
                 return {k: v - LEARNING_RATE * grads[k] for k, v in params.items()}, loss
 
-            self._steps[workload.name] = torch.compile(step, fullgraph=True, dynamic=False)
+            # a code object of its own per workload: dynamo's recompile limit (8, and fullgraph fails past it)
+            # counts the graphs of one code object, so shared, a few workloads' batch sizes would exhaust it
+            own = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
+                                     step.__closure__)
+            self._steps[workload.name] = torch.compile(own, fullgraph=True, dynamic=False)
         return self._steps[workload.name]
 
     def _whole_step_compiled(self, workload: Workload) -> bool:
