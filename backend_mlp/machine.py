@@ -19,14 +19,19 @@ from typing import Any
 import numpy as np
 
 
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo (Linux), else ``""``."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (else ``platform.processor()``, else ``"unknown"``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown"
 
 
@@ -74,12 +79,7 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
 
     ``cpuinfo``: that file's text (default: read it).
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         name, colon, value = line.partition(":")
         if colon and name.strip() == "flags":
             return frozenset(value.split())

@@ -8,8 +8,8 @@
 # PYTHONPATH, with this checkout after it. It then runs the numeric test files (NUMERIC_TESTS in
 # noxfile.py) and the compiled-step and JAX tests on each GPU backend found (cupy, torch_cuda,
 # jax_gpu; side by side, at most 5 minutes), then the GPU benchmark and a CPU reference for the GPU's
-# speed-up (BENCH_ARGS, CPU_BENCH_ARGS below), all within 8 minutes, and writes one results file pair, gpu_check_results/<host>-<UTC time>.json and .md, that
-# docs/benchmarks.md quotes. A GPU library that is missing or sees no GPU is reported as such and
+# speed-up (BENCH_ARGS, CPU_BENCH_ARGS below), all within 8 minutes, and writes one results file pair,
+# gpu_check_results/<host>-<UTC time>.json and .md, that docs/benchmarks.md quotes. A GPU library that is missing or sees no GPU is reported as such and
 # its backend skipped; the others still run.
 #
 # Prepare the wheel folder once, on any machine with a package registry (pure-Python wheels; the

@@ -41,6 +41,12 @@ def _compile_namespace(xp: Any) -> Any:
     return namespace
 
 
+def with_own_code(fn: Any) -> Any:
+    """``fn`` with a distinct (equal) code object: ``torch.compile`` keeps its graphs, and counts them against its
+    recompile limit (8), per code object, so each compiled function that gets its own never exhausts another's."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 class TorchBackend(Backend):
     library = "torch"
 
@@ -129,9 +135,7 @@ class TorchBackend(Backend):
         """
         import torch
 
-        code = step.__code__.replace()  # a distinct (equal) code object: its own dynamo cache
-        fresh = types.FunctionType(code, step.__globals__, step.__name__, step.__defaults__, step.__closure__)
-        return torch.compile(fresh, dynamic=False)
+        return torch.compile(with_own_code(step), dynamic=False)
 
     def compile_namespace(self) -> Any:
         return _compile_namespace(self.xp)

@@ -12,13 +12,13 @@ autograd and ``torch.optim.SGD`` around it.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..backends import Backend, torch_on_same_hardware
+from ..backends.torch_backend import with_own_code
 from ..errors import BackendUnavailableError
 from ..initialization import initialize_parameters_host
 from .workloads import COMPILE, LEARNING_RATE, TORCH, BlockIndices, HostData, Workload
@@ -114,15 +114,17 @@ class TorchSide:
                 grads, loss = grad_and_value(loss_of)(params, X[idx], y[idx])
                 return {k: v - LEARNING_RATE * grads[k] for k, v in params.items()}, loss
 
-            # a code object of its own per workload: dynamo's recompile limit (8, and fullgraph fails past it)
-            # counts the graphs of one code object, so shared, a few workloads' batch sizes would exhaust it
-            own = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
-                                     step.__closure__)
-            self._steps[workload.name] = torch.compile(own, fullgraph=True, dynamic=False)
+            # a code object per workload: with fullgraph, a graph past the limit of one code object fails
+            self._steps[workload.name] = torch.compile(with_own_code(step), fullgraph=True, dynamic=False)
         return self._steps[workload.name]
 
     def _whole_step_compiled(self, workload: Workload) -> bool:
         return self.compiled and not workload.batchnorm
+
+    @staticmethod
+    def _parameters(model: Any) -> dict[str, Any]:
+        """The model's parameters by name, detached: the compiled step's input (it returns new ones)."""
+        return {k: v.detach() for k, v in model.named_parameters()}
 
     def _reset(self, model: Any, workload: Workload) -> None:
         """Load backend_mlp's initial weights (same bits) and fresh running statistics."""
@@ -159,7 +161,7 @@ class TorchSide:
 
             def run_compiled() -> float:
                 order = torch.from_numpy(block.flat).to(self.device)  # one index upload per block
-                params = {k: v.detach() for k, v in model.named_parameters()}
+                params = self._parameters(model)
                 loss = None
                 for start, stop in spans:
                     params, loss = step(params, order[start:stop])
@@ -195,8 +197,7 @@ class TorchSide:
         model, runnable = self._build(workload)
         self._reset(model, workload)
         if self._whole_step_compiled(workload):
-            params = {k: v.detach() for k, v in model.named_parameters()}
-            self._compiled_step(workload)(params, self.torch.arange(last, device=self.device))
+            self._compiled_step(workload)(self._parameters(model), self.torch.arange(last, device=self.device))
             self.synchronize()
             return
         loss = self.torch.nn.functional.cross_entropy(runnable(self.X[:last]), self.y[:last])
